@@ -1,0 +1,80 @@
+# shardfit: one Makefile, out-of-tree build in build/.
+#   make          build build/shardfit
+#   make test     install what is missing, build, run every test
+#   make run      install what is missing, build, get Fashion-MNIST, train on 2 ranks
+#   make bench    throughput numbers into build/bench.txt
+#   make clean
+#   make SANITIZE=1 ...   AddressSanitizer + UBSan build (in build-asan/)
+
+PKGS      := ompi-c hdf5-openmpi openblas inih
+TEST_PKGS := check
+NP        ?= 2
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+else
+BUILD    ?= build
+SANFLAGS :=
+endif
+
+CC      ?= gcc
+# Recursive '=' so pkg-config runs only when a compile needs it, after
+# install-deps has had its chance.
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS))
+TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
+TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS))
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
+           -Iinclude -MMD -MP $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+LDLIBS  += -lz -lm
+
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test run bench clean deps
+all: $(BUILD)/shardfit $(TEST_BIN)
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/libshardfit.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/shardfit: $(BUILD)/obj/main.o $(BUILD)/libshardfit.a
+	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(TEST_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libshardfit.a
+	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(PKG_LIBS) $(LDLIBS)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) tests/run-all.sh
+
+run: deps
+	@scripts/install-deps.sh dataset-fashion-mnist
+	@$(MAKE) --no-print-directory $(BUILD)/shardfit
+	@BUILD=$(BUILD) NP=$(NP) scripts/run-fashion.sh
+
+bench: deps
+	@scripts/install-deps.sh dataset-fashion-mnist
+	@$(MAKE) --no-print-directory $(BUILD)/shardfit
+	@BUILD=$(BUILD) scripts/bench.sh
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d $(TEST_BIN:=.d)

@@ -1,0 +1,95 @@
+/* dataset.h: the HDF5 gateway for training data.
+ *
+ * Only dataset.c (and the checkpoint module, later) include <hdf5.h>. A
+ * dataset is a pair of HDF5 datasets in one file: features (N, d1, ..., dk)
+ * of any integer or float type, and labels (N,) integer class ids or (N, k)
+ * float targets. Rows are read in their stored type, so a uint8 image set
+ * stays one byte per pixel in memory; sf_dtype_to_float() converts a batch.
+ * Every rank opens the file on its own (no MPI-IO): reads are independent
+ * hyperslabs. */
+#ifndef SHARDFIT_DATASET_H
+#define SHARDFIT_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shardfit/error.h"
+
+typedef enum {
+    SF_DTYPE_U8, SF_DTYPE_I8, SF_DTYPE_U16, SF_DTYPE_I16,
+    SF_DTYPE_U32, SF_DTYPE_I32, SF_DTYPE_U64, SF_DTYPE_I64,
+    SF_DTYPE_F32, SF_DTYPE_F64
+} SfDtype;
+
+size_t sf_dtype_size(SfDtype t);
+const char *sf_dtype_name(SfDtype t); /* "uint8", "float32", ... */
+int sf_dtype_is_float(SfDtype t);
+
+/* dst[i] = (float)src[i] * scale + offset, for count elements. */
+void sf_dtype_to_float(SfDtype t, const void *src, size_t count,
+                       float scale, float offset, float *dst);
+
+#define SF_MAX_DIMS 8
+
+typedef struct SfArrayInfo {
+    int ndims;
+    int64_t dims[SF_MAX_DIMS];
+    SfDtype dtype;
+} SfArrayInfo;
+
+typedef struct SfDatasetInfo {
+    int64_t rows;           /* N: features and labels agree on it */
+    SfArrayInfo features;
+    SfArrayInfo labels;
+    int64_t feature_size;   /* d1*...*dk elements per row */
+    int64_t label_width;    /* 1 for (N,) labels, k for (N, k) */
+} SfDatasetInfo;
+
+typedef struct SfDataset SfDataset;
+
+/* Opens the file read-only and checks both datasets: they exist, have a
+ * supported numeric type, at most SF_MAX_DIMS dimensions, the same row count,
+ * and sizes that cannot overflow. Errors (exit 2) name the path and dataset. */
+SfDataset *sf_dataset_open(const char *path, const char *features,
+                           const char *labels, SfError *err);
+void sf_dataset_close(SfDataset *ds); /* NULL is fine */
+
+const SfDatasetInfo *sf_dataset_info(const SfDataset *ds);
+
+/* Feature rows [row0, row0 + n), stored type, into buf
+ * (n * feature_size * sf_dtype_size(features.dtype) bytes). 0 or -1. */
+int sf_dataset_read_features(SfDataset *ds, int64_t row0, int64_t n,
+                             void *buf, SfError *err);
+
+/* Label rows [row0, row0 + n) as int32 class ids. Fails (exit 2) if the
+ * labels are not an integer (N,) dataset or a value does not fit int32. */
+int sf_dataset_read_class_labels(SfDataset *ds, int64_t row0, int64_t n,
+                                 int32_t *out, SfError *err);
+
+/* Label rows [row0, row0 + n) as float32 targets, n * label_width values. */
+int sf_dataset_read_target_labels(SfDataset *ds, int64_t row0, int64_t n,
+                                  float *out, SfError *err);
+
+/* Writing, for `shardfit convert`. The file is created if missing, else
+ * opened read-write; an existing dataset of the same name is an error.
+ * Datasets are chunked (about 1 MiB chunks of whole rows) and
+ * gzip-compressed when compress is non-zero; parent groups are created. */
+typedef struct SfH5Writer SfH5Writer;
+SfH5Writer *sf_h5writer_open(const char *path, SfError *err);
+int sf_h5writer_write(SfH5Writer *w, const char *dataset, SfDtype t,
+                      int ndims, const int64_t *dims, const void *data,
+                      int compress, SfError *err);
+/* Flushes and closes; returns -1 with err set if the flush fails. */
+int sf_h5writer_close(SfH5Writer *w, SfError *err);
+
+/* Calls fn for every dataset in the file, in name order, with its full
+ * path and shape; for `shardfit inspect`. Non-numeric datasets get
+ * info == NULL and their HDF5 class name in type_name. Groups nest to a
+ * bounded depth. Returns 0, or -1 with err set. */
+typedef void (*SfDatasetVisitFn)(const char *name, const SfArrayInfo *info,
+                                 const char *type_name, void *user);
+int sf_dataset_visit(const char *path, SfDatasetVisitFn fn, void *user,
+                     SfError *err);
+
+#endif
