@@ -1,0 +1,52 @@
+/* comm.h: everything the ranks say to each other.
+ *
+ * comm.c is the only compilation unit that includes <mpi.h> (CoMD's rule):
+ * the rest of shardfit sees a handle and a handful of collectives, so the
+ * model, sampler and optimizer are tested without mpirun. All calls are
+ * collective over the handle's ranks unless marked otherwise. MPI errors are
+ * fatal (MPI_ERRORS_ARE_FATAL): a failing collective ends the whole job
+ * rather than leaving ranks waiting. */
+#ifndef SHARDFIT_COMM_H
+#define SHARDFIT_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct SfComm SfComm;
+
+/* Starts MPI (once per process) and returns the world. Works without mpirun
+ * (a singleton of one rank). NULL only if MPI cannot start. */
+SfComm *sf_comm_init(int *argc, char ***argv);
+
+/* A one-rank communicator of this process alone (MPI_COMM_SELF): lets tests
+ * run the same trainer on 1 rank inside a multi-rank job. Not collective. */
+SfComm *sf_comm_self(void);
+
+/* Frees a handle; the world's free also finalizes MPI. NULL is fine. */
+void sf_comm_free(SfComm *c);
+
+int sf_comm_rank(const SfComm *c);
+int sf_comm_size(const SfComm *c);
+
+/* Worst status over all ranks (statuses are SF_EXIT_* codes, larger is
+ * worse), and the lowest rank that reported it (-1 if all are 0). Used to
+ * agree before acting on a local error, so no rank exits alone. */
+int sf_comm_agree(SfComm *c, int status, int *first_rank);
+
+void sf_comm_bcast_i64(SfComm *c, int64_t *buf, int64_t n, int root);
+void sf_comm_allreduce_sum_f32(SfComm *c, float *buf, int64_t n);  /* in place */
+void sf_comm_allreduce_sum_f64(SfComm *c, double *buf, int64_t n); /* in place */
+void sf_comm_allreduce_max_f64(SfComm *c, double *buf, int64_t n); /* in place */
+
+/* Byte exchange: this rank sends scount[r] bytes from send + sdispl[r] to
+ * rank r and receives rcount[r] bytes from r into recv + rdispl[r]. */
+void sf_comm_alltoallv(SfComm *c, const void *send, const int *scount,
+                       const int *sdispl, void *recv, const int *rcount,
+                       const int *rdispl);
+
+void sf_comm_barrier(SfComm *c);
+
+/* Ends every rank of the job now with the given exit status (not collective). */
+void sf_comm_abort(SfComm *c, int status);
+
+#endif

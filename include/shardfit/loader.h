@@ -1,0 +1,69 @@
+/* loader.h: hands each rank its slice of every global batch, as float32
+ * feature rows and targets, whatever the loader mode (SPEC §5).
+ *
+ *  shard      rank r keeps only rows [r*N/P, (r+1)*N/P) of the set, in their
+ *             stored type; each step one Alltoallv moves every sample from
+ *             the rank that holds it to the rank whose slice contains it.
+ *  replicate  every rank keeps all N rows; a step gathers locally.
+ *
+ * Both give the same bytes in the same order, so the same weights. A "set"
+ * is a run of rows [row0, row0 + rows) of the file's datasets: the training
+ * set, or the validation set (another file, or the tail of the same one). */
+#ifndef SHARDFIT_LOADER_H
+#define SHARDFIT_LOADER_H
+
+#include <stdint.h>
+
+#include "shardfit/comm.h"
+#include "shardfit/config.h"
+#include "shardfit/error.h"
+#include "shardfit/layer.h"
+
+typedef struct SfLoaderSpec {
+    SfLoaderKind kind;
+    const char *path, *features, *labels; /* HDF5 file and dataset paths */
+    const char *what;          /* "data" or "validation", for messages */
+    int64_t row0, rows;        /* rows < 0: from row0 to the end of the file */
+    float scale, offset;       /* x = stored * scale + offset */
+} SfLoaderSpec;
+
+typedef struct SfLoader SfLoader;
+
+/* Opens the file and loads this rank's rows. Not collective: each rank opens
+ * on its own, and the caller agrees on the status with sf_comm_agree before
+ * any collective. Errors name the path, the dataset and the row (exit 2). */
+SfLoader *sf_loader_open(const SfLoaderSpec *spec, SfComm *comm, SfError *err);
+void sf_loader_free(SfLoader *l); /* NULL is fine */
+
+int64_t sf_loader_rows(const SfLoader *l);          /* N of the set */
+SfShape sf_loader_sample_shape(const SfLoader *l);  /* (c, h, w) per row */
+int64_t sf_loader_label_width(const SfLoader *l);   /* 1 for class ids */
+
+/* 1 when the labels are integer class ids (held as int32), 0 when they are
+ * float targets (held as float32): decided by the stored label type. */
+int sf_loader_has_classes(const SfLoader *l);
+
+/* Allocates the exchange buffers for batches of up to max_count samples;
+ * call once before the first fetch. 0, or -1 on ENOMEM. Not collective. */
+int sf_loader_reserve(SfLoader *l, int64_t max_count, SfError *err);
+
+/* Checks that every class id this rank holds lies in [0, classes); the
+ * error names the file row. Not collective. */
+int sf_loader_check_classes(const SfLoader *l, int64_t classes, SfError *err);
+
+/* Collective: all ranks pass the same batch, count set-relative sample ids.
+ * This rank receives its slice, positions [off, off + len) of
+ * sf_sampler_part(count, P, rank): len feature rows into x, and len class
+ * ids into classes or len * label_width values into values (the other NULL).
+ * Returns len. */
+int64_t sf_loader_fetch(SfLoader *l, const int64_t *ids, int64_t count,
+                        float *x, int32_t *classes, float *values);
+
+/* This rank's evaluation block of the set: [*off, *off + *len). */
+void sf_loader_block(const SfLoader *l, int64_t *off, int64_t *len);
+
+/* Rows [i, i + n) of this rank's block, converted as in fetch. Not collective. */
+void sf_loader_read_block(const SfLoader *l, int64_t i, int64_t n, float *x,
+                          int32_t *classes, float *values);
+
+#endif

@@ -1,0 +1,45 @@
+/* optim.h: the optimizer step, applied identically on every rank to the
+ * allreduced, averaged gradient. Conventions are PyTorch's (torch.optim.SGD,
+ * Adam, AdamW with their default flags), so hyperparameters carry over:
+ *   sgd:   d = g + wd*p; v = m*v + d; d = nesterov ? d + m*v : v; p -= lr*d
+ *   adam:  g += wd*p; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+ *          p -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
+ *   adamw: p *= 1 - lr*wd, then adam without the wd term.
+ * State (momentum, or m and v, and the step count t) lives in flat blocks
+ * parallel to the parameters, so a checkpoint stores per-layer views. */
+#ifndef SHARDFIT_OPTIM_H
+#define SHARDFIT_OPTIM_H
+
+#include <stdint.h>
+
+#include "shardfit/config.h"
+#include "shardfit/error.h"
+
+typedef struct SfOptim SfOptim;
+
+/* For n parameters with the [optimizer] settings of cfg. NULL on ENOMEM. */
+SfOptim *sf_optim_create(const SfConfig *cfg, int64_t n, SfError *err);
+void sf_optim_free(SfOptim *o); /* NULL is fine */
+
+/* One update of params (n) from the gradient grads (n) times scale, at
+ * learning rate lr. The scale (1 / global count, times any clipping
+ * coefficient) is applied inside the update, sparing a pass over memory. */
+void sf_optim_step(SfOptim *o, float *params, const float *grads, float scale,
+                   double lr);
+
+/* Steps taken so far (PyTorch's state['step']). */
+int64_t sf_optim_steps(const SfOptim *o);
+
+/* State blocks by name ("momentum", "m", "v"), n floats each, or NULL when
+ * this optimizer has no such state. For checkpoints. */
+float *sf_optim_state(SfOptim *o, const char *name);
+
+/* The L2 norm of grads (n) times scale. */
+double sf_optim_grad_norm(const float *grads, int64_t n, float scale);
+
+/* The scale that clips a gradient of this norm to max_norm, as PyTorch's
+ * clip_grad_norm_ does (coefficient max_norm / (norm + 1e-6), only when
+ * below 1). Every rank holds the same gradient, so all clip alike. */
+float sf_optim_clip_scale(float scale, double norm, double max_norm);
+
+#endif

@@ -1,0 +1,62 @@
+/* loss.c: cross-entropy over softmax, and mean squared error (loss.h). */
+#include "shardfit/loss.h"
+
+#include <math.h>
+
+static int64_t argmax(const float *z, int64_t k)
+{
+    int64_t best = 0;
+    for (int64_t j = 1; j < k; j++)
+        if (z[j] > z[best])
+            best = j;
+    return best;
+}
+
+/* One row: loss = log(sum exp(z - m)) + m - z[y]; dz = softmax(z) - onehot(y). */
+static double cross_entropy_row(const float *z, int64_t k, int32_t y, float *dz)
+{
+    float m = z[argmax(z, k)];
+    double s = 0.0;
+    for (int64_t j = 0; j < k; j++)
+        s += exp((double)(z[j] - m));
+    double loss = log(s) + (double)m - (double)z[y];
+    if (dz) {
+        for (int64_t j = 0; j < k; j++)
+            dz[j] = (float)(exp((double)(z[j] - m)) / s);
+        dz[y] -= 1.0f;
+    }
+    return loss;
+}
+
+/* One row: loss = mean_j (z_j - t_j)^2; dz = 2 (z - t) / k. */
+static double mse_row(const float *z, int64_t k, const float *t, int32_t y,
+                      float *dz)
+{
+    double loss = 0.0;
+    for (int64_t j = 0; j < k; j++) {
+        float target = t ? t[j] : (j == y ? 1.0f : 0.0f);
+        float d = z[j] - target;
+        loss += (double)d * d;
+        if (dz)
+            dz[j] = 2.0f * d / (float)k;
+    }
+    return loss / (double)k;
+}
+
+SfLossSums sf_loss_compute(SfLossKind kind, const float *logits, int64_t n,
+                           int64_t k, SfTargets t, float *dlogits)
+{
+    SfLossSums sums = {0.0, 0.0};
+    for (int64_t i = 0; i < n; i++) {
+        const float *z = logits + i * k;
+        float *dz = dlogits ? dlogits + i * k : NULL;
+        int32_t y = t.classes ? t.classes[i] : -1;
+        if (kind == SF_LOSS_CROSS_ENTROPY)
+            sums.loss += cross_entropy_row(z, k, y, dz);
+        else
+            sums.loss += mse_row(z, k, t.values ? t.values + i * k : NULL, y, dz);
+        if (t.classes && argmax(z, k) == y)
+            sums.correct += 1.0;
+    }
+    return sums;
+}

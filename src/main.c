@@ -1,0 +1,46 @@
+/* main.c: the shardfit command line. Dispatches to one file per subcommand
+ * (cmd_*.c); the training loop itself reads top to bottom in cmd_train.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "shardfit/layer.h"
+
+#define SHARDFIT_VERSION "0.1.0"
+
+static const char usage[] =
+    "usage:\n"
+    "  shardfit train CONFIG.ini [--set section.key=value ...]\n"
+    "  shardfit convert idx IMAGES[.gz] LABELS[.gz] --out FILE.h5 --group /train\n"
+    "  shardfit inspect FILE.h5\n"
+    "  shardfit --help | --version\n"
+    "\n"
+    "train runs under `mpirun -np P` (P = 1 also works without mpirun).\n"
+    "Exit status: 0 success, 2 bad usage, config, data or checkpoint, 1 other failure.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return SF_EXIT_INPUT;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "train"))
+        sf_layer_blas_select_kernels(argv);
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return SF_EXIT_OK;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("shardfit %s\n", SHARDFIT_VERSION);
+        return SF_EXIT_OK;
+    }
+    if (!strcmp(cmd, "train"))
+        return sf_cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert"))
+        return sf_cmd_convert(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect"))
+        return sf_cmd_inspect(argc - 1, argv + 1);
+    fprintf(stderr, "shardfit: error: unknown command '%s'\n%s", cmd, usage);
+    return SF_EXIT_INPUT;
+}

@@ -1,0 +1,374 @@
+/* trainer.c: the training run (trainer.h). setup() builds everything and the
+ * ranks agree that it worked; train_step() is one optimizer step; the epoch
+ * loop in sf_train() reads as the algorithm. What is printed lives in
+ * trainer_report.c. */
+#include "shardfit/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shardfit/loader.h"
+#include "shardfit/model.h"
+#include "shardfit/optim.h"
+#include "shardfit/sampler.h"
+#include "shardfit/schedule.h"
+#include "trainer_internal.h"
+
+/* Opens the training and validation sets; 0 or -1 with err. */
+static int open_data(SfTrainer *t, SfError *err)
+{
+    const SfConfig *c = t->cfg;
+    SfLoaderSpec spec = {c->data.loader, c->data.path, c->data.features,
+                         c->data.labels, "data", 0, -1,
+                         (float)c->data.scale, (float)c->data.offset};
+    if (c->data.validation_split > 0.0) {
+        /* Keras: the LAST fraction of rows, split_at = floor(N * (1 - split)). */
+        SfLoader *all = sf_loader_open(&spec, t->comm, err);
+        if (!all)
+            return -1;
+        int64_t n = sf_loader_rows(all);
+        sf_loader_free(all);
+        int64_t split_at = (int64_t)floor((double)n * (1.0 - c->data.validation_split));
+        if (split_at < 1 || split_at >= n) {
+            sf_error_set(err, SF_EXIT_INPUT, "data.validation_split = %g leaves "
+                         "%lld of %lld rows for training: need at least one "
+                         "row on each side", c->data.validation_split,
+                         (long long)split_at, (long long)n);
+            return -1;
+        }
+        spec.rows = split_at;
+        if (!(t->train = sf_loader_open(&spec, t->comm, err)))
+            return -1;
+        spec.what = "validation";
+        spec.row0 = split_at;
+        spec.rows = n - split_at;
+        t->val = sf_loader_open(&spec, t->comm, err);
+        return t->val ? 0 : -1;
+    }
+    if (!(t->train = sf_loader_open(&spec, t->comm, err)))
+        return -1;
+    if (!c->data.val_features[0])
+        return 0;
+    spec.what = "validation";
+    spec.path = c->data.val_path[0] ? c->data.val_path : c->data.path;
+    spec.features = c->data.val_features;
+    spec.labels = c->data.val_labels;
+    t->val = sf_loader_open(&spec, t->comm, err);
+    return t->val ? 0 : -1;
+}
+
+/* Labels must suit the loss and the model's output width. */
+static int check_labels(SfTrainer *t, SfLoader *l, const char *key, SfError *err)
+{
+    const SfConfig *c = t->cfg;
+    int64_t k = sf_model_output_width(t->model);
+    if (sf_loader_has_classes(l))
+        return sf_loader_check_classes(l, k, err);
+    if (c->model.loss == SF_LOSS_CROSS_ENTROPY) {
+        sf_error_set(err, SF_EXIT_INPUT, "%s holds float targets, but "
+                     "model.loss = cross_entropy needs integer class ids "
+                     "(use loss = mse for regression)", key);
+        return -1;
+    }
+    if (sf_loader_label_width(l) != k) {
+        sf_error_set(err, SF_EXIT_INPUT, "%s has %lld targets per row, but the "
+                     "last dense layer has %lld units", key,
+                     (long long)sf_loader_label_width(l), (long long)k);
+        return -1;
+    }
+    return 0;
+}
+
+/* Works out the batch plan from N, B, P and micro_batch. */
+static int plan(SfTrainer *t, SfError *err)
+{
+    const SfConfig *c = t->cfg;
+    t->n = sf_loader_rows(t->train);
+    if (c->train.batch_size > t->n) {
+        sf_error_set(err, SF_EXIT_INPUT, "train.batch_size = %lld is larger than "
+                     "the %lld training samples (use batch_size = all for "
+                     "full-batch gradient descent)",
+                     (long long)c->train.batch_size, (long long)t->n);
+        return -1;
+    }
+    t->batch = c->train.batch_size > 0 ? c->train.batch_size : t->n;
+    t->steps_per_epoch = sf_sampler_steps(t->n, t->batch, c->train.drop_last);
+    t->total_steps = t->steps_per_epoch * c->train.epochs;
+    if (c->train.max_steps > 0 && c->train.max_steps < t->total_steps)
+        t->total_steps = c->train.max_steps;
+    t->slice_max = (t->batch + t->size - 1) / t->size;
+    t->micro = c->train.micro_batch > 0 && c->train.micro_batch < t->slice_max
+                   ? c->train.micro_batch : t->slice_max;
+    t->eval_rows = t->micro > 256 ? t->micro : 256;
+    return 0;
+}
+
+/* Scratch for one slice (or one evaluation chunk) of inputs and targets. */
+static int allocate_buffers(SfTrainer *t, SfError *err)
+{
+    int64_t rows = t->slice_max > t->eval_rows ? t->slice_max : t->eval_rows;
+    int64_t fsize = sf_shape_size(sf_loader_sample_shape(t->train));
+    int64_t lw = sf_loader_label_width(t->train);
+    t->perm = malloc((size_t)t->n * sizeof *t->perm);
+    t->x = malloc((size_t)(rows * fsize) * sizeof *t->x);
+    t->classes = malloc((size_t)rows * sizeof *t->classes);
+    t->values = malloc((size_t)(rows * lw) * sizeof *t->values);
+    if (!t->perm || !t->x || !t->classes || !t->values) {
+        sf_error_set(err, SF_EXIT_FAILURE, "out of memory for batch buffers "
+                     "(%lld rows of %lld features)", (long long)rows,
+                     (long long)fsize);
+        return -1;
+    }
+    return sf_loader_reserve(t->train, t->batch, err);
+}
+
+/* Everything that can fail before training, done on each rank alone. */
+static int setup_local(SfTrainer *t, SfError *err)
+{
+    const SfConfig *c = t->cfg;
+    if (sf_trainer_unsupported(c, err) || open_data(t, err) || plan(t, err))
+        return -1;
+    int64_t rows = t->micro > t->eval_rows ? t->micro : t->eval_rows;
+    t->model = sf_model_create(c->model.layers, sf_loader_sample_shape(t->train),
+                               c->model.loss, rows, err);
+    if (!t->model)
+        return -1;
+    if (check_labels(t, t->train, "data.labels", err) ||
+        (t->val && check_labels(t, t->val, "data.val_labels", err)))
+        return -1;
+    if (t->val && sf_shape_size(sf_loader_sample_shape(t->val)) !=
+                      sf_shape_size(sf_loader_sample_shape(t->train))) {
+        sf_error_set(err, SF_EXIT_INPUT, "validation features have %lld values "
+                     "per row, training features %lld",
+                     (long long)sf_shape_size(sf_loader_sample_shape(t->val)),
+                     (long long)sf_shape_size(sf_loader_sample_shape(t->train)));
+        return -1;
+    }
+    if (!(t->optim = sf_optim_create(c, sf_model_nparams(t->model), err)))
+        return -1;
+    sf_model_init_params(t->model, c->model.init, c->train.seed);
+    sf_schedule_init(&t->schedule, c, t->steps_per_epoch, t->total_steps);
+    if (allocate_buffers(t, err))
+        return -1;
+    return t->rank == 0 ? sf_trainer_open_log(t, err) : 0;
+}
+
+/* Rank 0 draws the epoch's order; everyone receives the same. */
+static void draw_permutation(SfTrainer *t, int64_t epoch)
+{
+    if (t->rank == 0)
+        sf_sampler_permutation(t->cfg->train.seed, epoch, t->cfg->train.shuffle,
+                               t->n, t->perm);
+    sf_comm_bcast_i64(t->comm, t->perm, t->n, 0);
+}
+
+/* One optimizer step on global batch s; adds the step's sums to t->epoch. */
+static void train_step(SfTrainer *t, int64_t s)
+{
+    int64_t start, count, off, len;
+    sf_sampler_batch(t->n, t->batch, s, &start, &count);
+    sf_sampler_part(count, t->size, t->rank, &off, &len);
+    const int64_t fsize = sf_shape_size(sf_loader_sample_shape(t->train));
+    const int64_t lw = sf_loader_label_width(t->train);
+    const int classes = sf_loader_has_classes(t->train);
+
+    double t0 = sf_clock();
+    sf_loader_fetch(t->train, t->perm + start, count, t->x, t->classes, t->values);
+    double t1 = sf_clock();
+
+    /* Gradient accumulation: micro-batches add into one gradient block. */
+    sf_model_zero_grads(t->model);
+    SfLossSums sums = {0.0, 0.0};
+    for (int64_t j = 0; j < len; j += t->micro) {
+        int64_t n = len - j < t->micro ? len - j : t->micro;
+        SfTargets tg = {classes ? t->classes + j : NULL,
+                        classes ? NULL : t->values + j * lw};
+        SfPass pass = {1, t->cfg->train.seed, t->step, t->perm + start + off + j};
+        SfLossSums part = sf_model_train_batch(t->model, t->x + j * fsize, n, tg, &pass);
+        sums.loss += part.loss;
+        sums.correct += part.correct;
+    }
+    const int64_t np = sf_model_nparams(t->model);
+    float *g = sf_model_grads(t->model);
+    g[np] = (float)sums.loss;
+    g[np + 1] = (float)sums.correct;
+    g[np + 2] = (float)len;
+    double t2 = sf_clock();
+
+    sf_comm_allreduce_sum_f32(t->comm, g, np + SF_MODEL_GRAD_TAIL);
+    double t3 = sf_clock();
+
+    /* SPEC §2: the mean gradient over the global batch, whatever the slices. */
+    float scale = 1.0f / g[np + 2];
+    const double clip = t->cfg->optimizer.clip_norm;
+    if (clip > 0.0)
+        scale = sf_optim_clip_scale(scale, sf_optim_grad_norm(g, np, scale), clip);
+    t->lr = sf_schedule_lr(&t->schedule, t->step);
+    sf_optim_step(t->optim, sf_model_params(t->model), g, scale, t->lr);
+    double t4 = sf_clock();
+
+    t->sum_loss += g[np];
+    t->sum_correct += g[np + 1];
+    t->sum_count += g[np + 2];
+    t->time_data += t1 - t0;
+    t->time_compute += (t2 - t1) + (t4 - t3);
+    t->time_allreduce += t3 - t2;
+    t->step++;
+}
+
+/* Each rank evaluates its block of the validation set; sums are allreduced,
+ * so the mean is sample-weighted, never a mean of per-rank means. */
+static void evaluate(SfTrainer *t, SfEpochMetrics *m)
+{
+    if (!t->val)
+        return;
+    double t0 = sf_clock();
+    int64_t off, len;
+    sf_loader_block(t->val, &off, &len);
+    const int classes = sf_loader_has_classes(t->val);
+    double sums[3] = {0.0, 0.0, 0.0};
+    for (int64_t i = 0; i < len; i += t->eval_rows) {
+        int64_t n = len - i < t->eval_rows ? len - i : t->eval_rows;
+        sf_loader_read_block(t->val, i, n, t->x, t->classes, t->values);
+        SfTargets tg = {classes ? t->classes : NULL, classes ? NULL : t->values};
+        SfLossSums s = sf_model_eval_batch(t->model, t->x, n, tg);
+        sums[0] += s.loss;
+        sums[1] += s.correct;
+        sums[2] += (double)n;
+    }
+    sf_comm_allreduce_sum_f64(t->comm, sums, 3);
+    m->has_val = 1;
+    m->val_loss = sums[0] / sums[2];
+    m->val_accuracy = sums[1] / sums[2];
+    m->eval_seconds = sf_clock() - t0;
+}
+
+/* Runs epoch e (0-based) up to its end or max_steps; fills m. */
+static void run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m)
+{
+    const SfConfig *c = t->cfg;
+    double start = sf_clock();
+    t->sum_loss = t->sum_correct = t->sum_count = 0.0;
+    t->time_data = t->time_compute = t->time_allreduce = 0.0;
+    draw_permutation(t, e);
+    int64_t s = 0;
+    for (; s < t->steps_per_epoch; s++) {
+        if (c->train.max_steps > 0 && t->step >= c->train.max_steps)
+            break;
+        train_step(t, s);
+        if (t->rank == 0)
+            sf_progress_step(&t->progress, e + 1, c->train.epochs, s + 1,
+                             t->steps_per_epoch, t->sum_loss / t->sum_count,
+                             t->sum_correct / t->sum_count,
+                             sf_loader_has_classes(t->train));
+    }
+    double train_seconds = sf_clock() - start;
+    *m = (SfEpochMetrics){0};
+    m->epoch = e + 1;
+    m->step = t->step;
+    m->steps_in_epoch = s;
+    m->lr = t->lr;
+    m->loss = t->sum_loss / t->sum_count;
+    m->accuracy = t->sum_correct / t->sum_count;
+    m->has_accuracy = sf_loader_has_classes(t->train);
+    m->world_size = t->size;
+    m->samples = (int64_t)t->sum_count;
+    m->samples_per_sec = t->sum_count / train_seconds;
+    m->compute_seconds = t->time_compute;
+    m->allreduce_seconds = t->time_allreduce;
+    m->data_seconds = t->time_data;
+    evaluate(t, m);
+    m->seconds = sf_clock() - start;
+}
+
+/* Agrees on a local status; keeps the message only on the first failing
+ * rank, prefixed with its rank when there are several. */
+static int agree(SfTrainer *t, int local, SfError *err)
+{
+    int first = -1;
+    int status = sf_comm_agree(t->comm, local ? (err->code ? err->code : 1) : 0,
+                               &first);
+    if (!status)
+        return 0;
+    if (t->rank != first) {
+        err->code = status;
+        err->msg[0] = '\0';
+    } else if (t->size > 1) {
+        char prefix[32];
+        size_t plen = (size_t)snprintf(prefix, sizeof prefix, "rank %d: ", t->rank);
+        size_t mlen = strlen(err->msg);
+        if (mlen > sizeof err->msg - 1 - plen)
+            mlen = sizeof err->msg - 1 - plen;
+        memmove(err->msg + plen, err->msg, mlen);
+        memcpy(err->msg, prefix, plen);
+        err->msg[plen + mlen] = '\0';
+    }
+    return status;
+}
+
+static void teardown(SfTrainer *t)
+{
+    sf_loader_free(t->train);
+    sf_loader_free(t->val);
+    sf_model_free(t->model);
+    sf_optim_free(t->optim);
+    free(t->perm);
+    free(t->x);
+    free(t->classes);
+    free(t->values);
+}
+
+int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err)
+{
+    SfTrainer t = {.cfg = cfg, .comm = comm, .rank = sf_comm_rank(comm),
+                   .size = sf_comm_size(comm)};
+    memset(res, 0, sizeof *res);
+    sf_layer_blas_threads((int)cfg->train.threads);
+    int status = agree(&t, setup_local(&t, err), err);
+    if (status)
+        goto done;
+    if (!(res->history = calloc((size_t)cfg->train.epochs, sizeof *res->history))) {
+        sf_error_set(err, SF_EXIT_FAILURE, "out of memory for the history");
+        status = agree(&t, -1, err);
+        goto done;
+    }
+    sf_trainer_print_start(&t);
+    double start = sf_clock();
+    res->stop_reason = "epochs done";
+    for (int64_t e = 0; e < cfg->train.epochs; e++) {
+        if (cfg->train.max_steps > 0 && t.step >= cfg->train.max_steps)
+            break;
+        SfEpochMetrics *m = &res->history[res->nhistory++];
+        run_epoch(&t, e, m);
+        if (agree(&t, sf_trainer_report_epoch(&t, m, err), err)) {
+            status = err->code;
+            goto done;
+        }
+        if (m->steps_in_epoch == t.steps_per_epoch)
+            res->epochs_done = e + 1;
+    }
+    if (res->epochs_done < cfg->train.epochs)
+        res->stop_reason = "max_steps reached";
+    res->seconds = sf_clock() - start;
+    res->steps_done = t.step;
+    res->nparams = sf_model_nparams(t.model);
+    res->params = malloc((size_t)res->nparams * sizeof(float));
+    if (res->params)
+        memcpy(res->params, sf_model_params(t.model),
+               (size_t)res->nparams * sizeof(float));
+    sf_trainer_print_end(&t, res);
+done:
+    teardown(&t);
+    return status;
+}
+
+void sf_train_result_free(SfTrainResult *res)
+{
+    if (!res)
+        return;
+    free(res->params);
+    free(res->history);
+    memset(res, 0, sizeof *res);
+}

@@ -1,0 +1,54 @@
+/* trainer_internal.h: the state of one run, shared by trainer.c (the
+ * algorithm) and trainer_report.c (what it prints and writes). Private. */
+#ifndef SHARDFIT_TRAINER_INTERNAL_H
+#define SHARDFIT_TRAINER_INTERNAL_H
+
+#include <stdint.h>
+
+#include "shardfit/comm.h"
+#include "shardfit/config.h"
+#include "shardfit/loader.h"
+#include "shardfit/metrics.h"
+#include "shardfit/model.h"
+#include "shardfit/optim.h"
+#include "shardfit/schedule.h"
+#include "shardfit/trainer.h"
+
+typedef struct SfTrainer {
+    const SfConfig *cfg;
+    SfComm *comm;
+    int rank, size;
+    SfLoader *train, *val;
+    SfModel *model;
+    SfOptim *optim;
+    SfSchedule schedule;
+    /* The plan: N samples, B per step, slices of at most slice_max rows,
+     * pushed through the model micro rows at a time. */
+    int64_t n, batch, steps_per_epoch, total_steps, slice_max, micro, eval_rows;
+    int64_t step;    /* optimizer steps done */
+    double lr;       /* of the last step */
+    int64_t *perm;   /* this epoch's order, identical on every rank */
+    float *x, *values;
+    int32_t *classes;
+    /* This epoch so far: allreduced sums, and this rank's phase times. */
+    double sum_loss, sum_correct, sum_count;
+    double time_data, time_compute, time_allreduce;
+    SfProgressOut progress;
+    char metrics_path[2 * SF_CONFIG_STR];
+} SfTrainer;
+
+/* Settings this version accepts in the config but cannot honour yet:
+ * an error naming them, rather than a run that silently ignores them. */
+int sf_trainer_unsupported(const SfConfig *cfg, SfError *err);
+
+/* Rank 0: creates log.dir and starts a fresh metrics file. */
+int sf_trainer_open_log(SfTrainer *t, SfError *err);
+
+/* Rank 0 prints; other ranks return at once. */
+void sf_trainer_print_start(const SfTrainer *t);
+void sf_trainer_print_end(const SfTrainer *t, const SfTrainResult *res);
+
+/* Rank 0: the epoch's progress line and metrics record. 0 or -1 with err. */
+int sf_trainer_report_epoch(SfTrainer *t, const SfEpochMetrics *m, SfError *err);
+
+#endif

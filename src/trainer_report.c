@@ -1,0 +1,146 @@
+/* trainer_report.c: what a run says about itself, in the words of SPEC §1:
+ * the regime (full-batch, stochastic or mini-batch gradient descent), steps
+ * per epoch, micro-batches per step; then a line per epoch and a closing
+ * summary. Only rank 0 prints or writes files. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "trainer_internal.h"
+
+int sf_trainer_unsupported(const SfConfig *c, SfError *err)
+{
+    const char *what = NULL;
+    if (c->data.loader == SF_LOADER_STREAM)
+        what = "data.loader = stream";
+    else if (c->stop.early_stopping)
+        what = "stop.early_stopping";
+    else if (c->stop.target != 0.0)
+        what = "stop.target";
+    else if (c->model.init_checkpoint[0])
+        what = "model.init_checkpoint";
+    else if (c->log.trace[0])
+        what = "log.trace";
+    if (what)
+        sf_error_set(err, SF_EXIT_INPUT, "%s is not implemented in this version "
+                     "of shardfit yet; remove it from the config", what);
+    return what ? -1 : 0;
+}
+
+/* mkdir -p; 0 or -1 with errno set. */
+static int make_dirs(const char *path)
+{
+    char buf[SF_CONFIG_STR];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+int sf_trainer_open_log(SfTrainer *t, SfError *err)
+{
+    const SfConfig *c = t->cfg;
+    sf_progress_init(&t->progress, c->log.progress, stdout);
+    if (make_dirs(c->log.dir)) {
+        sf_error_set(err, SF_EXIT_INPUT, "log.dir '%s': cannot create: %s",
+                     c->log.dir, strerror(errno));
+        return -1;
+    }
+    if (!c->log.metrics[0])
+        return 0;
+    snprintf(t->metrics_path, sizeof t->metrics_path, "%s/%s", c->log.dir,
+             c->log.metrics);
+    FILE *f = fopen(t->metrics_path, "w");
+    if (!f) {
+        sf_error_set(err, SF_EXIT_INPUT, "log.metrics '%s': cannot write: %s",
+                     t->metrics_path, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+static void print_regime(const SfTrainer *t)
+{
+    const SfConfig *c = t->cfg;
+    const char *regime = t->batch == t->n ? "full-batch gradient descent"
+                         : t->batch == 1  ? "stochastic gradient descent"
+                                          : "mini-batch gradient descent";
+    int64_t last = t->n - (t->steps_per_epoch - 1) * t->batch;
+    printf("shardfit: %s: %lld samples, batch %lld, %lld step%s per epoch",
+           regime, (long long)t->n, (long long)t->batch,
+           (long long)t->steps_per_epoch, t->steps_per_epoch == 1 ? "" : "s");
+    if (c->train.drop_last && t->n % t->batch)
+        printf(" (drop_last: %lld samples skipped each epoch)",
+               (long long)(t->n % t->batch));
+    else if (!c->train.drop_last && last != t->batch)
+        printf(" (last batch %lld samples)", (long long)last);
+    printf(", %lld steps in %lld epoch%s", (long long)t->total_steps,
+           (long long)c->train.epochs, c->train.epochs == 1 ? "" : "s");
+    if (c->train.max_steps > 0 && t->total_steps == c->train.max_steps)
+        printf(" (max_steps %lld)", (long long)c->train.max_steps);
+    printf("\n");
+}
+
+void sf_trainer_print_start(const SfTrainer *t)
+{
+    if (t->rank != 0)
+        return;
+    const SfConfig *c = t->cfg;
+    char model[512];
+    sf_model_describe(t->model, model, sizeof model);
+    print_regime(t);
+    int64_t micro_per_step = (t->slice_max + t->micro - 1) / t->micro;
+    printf("shardfit: %d rank%s, loader %s, up to %lld samples per rank per "
+           "step, %lld micro-batch%s per step\n", t->size, t->size == 1 ? "" : "s",
+           sf_config_loader_name(c->data.loader), (long long)t->slice_max,
+           (long long)micro_per_step, micro_per_step == 1 ? "" : "es");
+    printf("shardfit: model %s, %lld parameters, loss %s, optimizer %s lr %g\n",
+           model, (long long)sf_model_nparams(t->model),
+           c->model.loss == SF_LOSS_CROSS_ENTROPY ? "cross_entropy" : "mse",
+           sf_config_optim_name(c->optimizer.name), t->schedule.base);
+    if (t->val)
+        printf("shardfit: validation on %lld samples every epoch\n",
+               (long long)sf_loader_rows(t->val));
+    printf("shardfit: checkpoints are not written by this version\n");
+    fflush(stdout);
+}
+
+int sf_trainer_report_epoch(SfTrainer *t, const SfEpochMetrics *m, SfError *err)
+{
+    if (t->rank != 0)
+        return 0;
+    sf_progress_epoch(&t->progress, m, t->cfg->train.epochs, t->steps_per_epoch);
+    return t->metrics_path[0] ? sf_metrics_append(t->metrics_path, m, err) : 0;
+}
+
+void sf_trainer_print_end(const SfTrainer *t, const SfTrainResult *res)
+{
+    if (t->rank != 0 || res->nhistory == 0)
+        return;
+    const SfEpochMetrics *m = &res->history[res->nhistory - 1];
+    double samples = 0.0, seconds = 0.0;
+    for (int64_t i = 0; i < res->nhistory; i++) {
+        samples += (double)res->history[i].samples;
+        seconds += res->history[i].seconds - res->history[i].eval_seconds;
+    }
+    printf("shardfit: done (%s): %lld epochs, %lld steps in %.1fs, "
+           "%.0f samples/s; loss %.4f", res->stop_reason,
+           (long long)res->epochs_done, (long long)res->steps_done, res->seconds,
+           samples / seconds, m->loss);
+    if (m->has_accuracy)
+        printf(" acc %.4f", m->accuracy);
+    if (m->has_val)
+        printf(" val_loss %.4f", m->val_loss);
+    if (m->has_val && m->has_accuracy)
+        printf(" val_acc %.4f", m->val_accuracy);
+    printf("\n");
+    fflush(stdout);
+}
