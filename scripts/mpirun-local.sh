@@ -12,7 +12,10 @@ np=$1; shift
 extra=""
 [ "$(id -u)" -eq 0 ] && extra="--allow-run-as-root"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+# Forward the variables tests and sanitizers use, when they are set.
+for v in CK_FORK ASAN_OPTIONS UBSAN_OPTIONS OPENBLAS_CORETYPE; do
+    eval "[ -n \"\${$v+x}\" ]" && extra="$extra -x $v"
+done
 exec mpirun $extra --oversubscribe -np "$np" \
     --mca btl_vader_single_copy_mechanism none \
-    -x OPENBLAS_NUM_THREADS -x CK_FORK -x ASAN_OPTIONS \
-    ${MPIRUN_EXTRA:-} "$@"
+    -x OPENBLAS_NUM_THREADS ${MPIRUN_EXTRA:-} "$@"

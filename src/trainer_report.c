@@ -91,7 +91,7 @@ static void print_regime(const SfTrainer *t)
 
 void sf_trainer_print_start(const SfTrainer *t)
 {
-    if (t->rank != 0)
+    if (t->rank != 0 || t->progress.mode == SF_PROGRESS_NONE)
         return;
     const SfConfig *c = t->cfg;
     char model[512];
@@ -123,7 +123,7 @@ int sf_trainer_report_epoch(SfTrainer *t, const SfEpochMetrics *m, SfError *err)
 
 void sf_trainer_print_end(const SfTrainer *t, const SfTrainResult *res)
 {
-    if (t->rank != 0 || res->nhistory == 0)
+    if (t->rank != 0 || res->nhistory == 0 || t->progress.mode == SF_PROGRESS_NONE)
         return;
     const SfEpochMetrics *m = &res->history[res->nhistory - 1];
     double samples = 0.0, seconds = 0.0;

@@ -1,0 +1,33 @@
+#!/bin/sh
+# `make run`: converts Debian's Fashion-MNIST (package dataset-fashion-mnist)
+# to data/fashion-mnist.h5 once, then trains configs/fashion-mlp.ini on NP
+# local ranks (default 2). Extra arguments go to `shardfit train`, e.g.
+#   scripts/run-fashion.sh --set train.epochs=3
+set -eu
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+NP=${NP:-2}
+src=/usr/share/datasets/fashion-mnist
+out=data/fashion-mnist.h5
+
+if [ ! -f "$out" ]; then
+    for f in train-images-idx3-ubyte train-labels-idx1-ubyte \
+             t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+        [ -f "$src/$f.gz" ] || {
+            echo "run-fashion: $src/$f.gz is missing: apt-get install dataset-fashion-mnist" >&2
+            exit 2
+        }
+    done
+    mkdir -p data
+    # Convert into a temporary file and rename, so an interrupted run never
+    # leaves a half-converted data file that later runs would trust.
+    tmp="$out.tmp.$$"
+    trap 'rm -f "$tmp"' EXIT
+    "$BUILD/shardfit" convert idx "$src/train-images-idx3-ubyte.gz" \
+        "$src/train-labels-idx1-ubyte.gz" --out "$tmp" --group /train
+    "$BUILD/shardfit" convert idx "$src/t10k-images-idx3-ubyte.gz" \
+        "$src/t10k-labels-idx1-ubyte.gz" --out "$tmp" --group /test
+    mv "$tmp" "$out"
+    trap - EXIT
+fi
+exec scripts/mpirun-local.sh "$NP" "$BUILD/shardfit" train configs/fashion-mlp.ini "$@"

@@ -1,0 +1,182 @@
+/* test_model.c: every layer's and loss's backward pass against central
+ * finite differences of the forward pass, plus the loss values themselves. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shardfit/model.h"
+#include "shardfit/rng.h"
+
+#define ROWS 5
+
+typedef struct Problem {
+    const char *layers;
+    SfShape input;
+    SfLossKind loss;
+    int float_targets; /* else class ids */
+    int training;      /* dropout active */
+    float h;           /* finite-difference step: small across relu kinks */
+} Problem;
+
+/* The summed loss of the batch at the current parameters (a forward pass;
+ * train_batch also accumulates gradients, which the caller ignores). */
+static double loss_at(SfModel *m, const float *x, SfTargets t, const SfPass *pass)
+{
+    return sf_model_train_batch(m, x, ROWS, t, pass).loss;
+}
+
+/* Returns the worst |fd - analytic| / (abs_tol + rel_tol*|analytic|). */
+static double check_gradients(const Problem *pb)
+{
+    SfError err = {0};
+    SfModel *m = sf_model_create(pb->layers, pb->input, pb->loss, ROWS, &err);
+    ck_assert_msg(m != NULL, "%s", err.msg);
+    sf_model_init_params(m, SF_INIT_AUTO, 3);
+    const int64_t d = sf_shape_size(pb->input), k = sf_model_output_width(m);
+    const int64_t np = sf_model_nparams(m);
+    float *x = malloc((size_t)(ROWS * d) * sizeof *x);
+    float *values = malloc((size_t)(ROWS * k) * sizeof *values);
+    int32_t classes[ROWS];
+    int64_t ids[ROWS] = {11, 3, 40, 7, 25};
+    uint64_t key = sf_rng_key(99, 7, 0);
+    for (int64_t i = 0; i < ROWS * d; i++)
+        x[i] = (float)sf_rng_normal(key, (uint64_t)i);
+    for (int64_t i = 0; i < ROWS * k; i++)
+        values[i] = (float)sf_rng_uniform(key, (uint64_t)(1000 + i));
+    for (int i = 0; i < ROWS; i++)
+        classes[i] = (int32_t)(i % k);
+    /* Biases start at zero; nudge them so their gradients are generic. */
+    float *p = sf_model_params(m);
+    for (int64_t i = 0; i < np; i++)
+        p[i] += 0.05f * (float)sf_rng_normal(key, (uint64_t)(5000 + i));
+    SfTargets t = {pb->float_targets ? NULL : classes,
+                   pb->float_targets ? values : NULL};
+    SfPass pass = {pb->training, 5, 17, ids};
+
+    sf_model_zero_grads(m);
+    sf_model_train_batch(m, x, ROWS, t, &pass);
+    float *analytic = malloc((size_t)np * sizeof *analytic);
+    memcpy(analytic, sf_model_grads(m), (size_t)np * sizeof *analytic);
+
+    double worst = 0.0;
+    const float h = pb->h;
+    for (int64_t i = 0; i < np; i++) {
+        float saved = p[i];
+        p[i] = saved + h;
+        double up = loss_at(m, x, t, &pass);
+        p[i] = saved - h;
+        double down = loss_at(m, x, t, &pass);
+        p[i] = saved;
+        double fd = (up - down) / (2.0 * (double)h);
+        double ratio = fabs(fd - analytic[i]) / (2e-3 + 2e-2 * fabs(analytic[i]));
+        if (ratio > worst)
+            worst = ratio;
+    }
+    free(analytic);
+    free(x);
+    free(values);
+    sf_model_free(m);
+    return worst;
+}
+
+static const Problem problems[] = {
+    {"dense:7 tanh dense:5 sigmoid dense:3", {4, 1, 1}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
+    {"flatten dense:6 relu dense:4", {2, 2, 3}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-3f},
+    {"dense:6 tanh dense:3", {5, 1, 1}, SF_LOSS_MSE, 0, 1, 1e-2f},
+    {"dense:6 sigmoid dense:2", {3, 1, 1}, SF_LOSS_MSE, 1, 1, 1e-2f},
+    {"dense:8 tanh dropout:0.5 dense:3", {4, 1, 1}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
+};
+
+START_TEST(test_gradients_match_finite_differences)
+{
+    double worst = check_gradients(&problems[_i]);
+    ck_assert_msg(worst <= 1.0, "'%s': finite differences disagree (ratio %g)",
+                  problems[_i].layers, worst);
+}
+END_TEST
+
+START_TEST(test_cross_entropy_values)
+{
+    float z[2 * 4] = {0, 0, 0, 0, 1000, 0, 0, 0}; /* second row: huge logit */
+    int32_t y[2] = {2, 0};
+    float dz[8];
+    SfLossSums s = sf_loss_compute(SF_LOSS_CROSS_ENTROPY, z, 2, 4,
+                                   (SfTargets){y, NULL}, dz);
+    ck_assert_double_eq_tol(s.loss, log(4.0), 1e-6); /* stable: no inf, no nan */
+    ck_assert_double_eq(s.correct, 1.0); /* row 0 ties pick class 0 */
+    ck_assert_float_eq_tol(dz[2], 0.25f - 1.0f, 1e-6f);
+    ck_assert_float_eq_tol(dz[4], 0.0f, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_mse_values)
+{
+    float z[3] = {1, 2, 3}, t[3] = {1, 0, 0}, dz[3];
+    SfLossSums s = sf_loss_compute(SF_LOSS_MSE, z, 1, 3, (SfTargets){NULL, t}, dz);
+    ck_assert_double_eq_tol(s.loss, (0.0 + 4.0 + 9.0) / 3.0, 1e-9);
+    ck_assert_float_eq_tol(dz[1], 2.0f * 2.0f / 3.0f, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_bad_layer_lists)
+{
+    const char *bad[] = {"dense:0", "dense:x", "relu dense:3 relu", "conv2d:3",
+                         "dense", "relu:2 dense:3", "dropout:1.5 dense:2", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        SfError err = {0};
+        SfModel *m = sf_model_create(bad[i], (SfShape){4, 1, 1},
+                                     SF_LOSS_CROSS_ENTROPY, 4, &err);
+        ck_assert_msg(m == NULL, "'%s' was accepted", bad[i]);
+        ck_assert_int_eq(err.code, 2);
+        ck_assert_msg(strstr(err.msg, "model.layers") != NULL, "%s", err.msg);
+    }
+}
+END_TEST
+
+START_TEST(test_init_is_deterministic_and_scaled)
+{
+    SfError err = {0};
+    SfModel *a = sf_model_create("dense:256 relu dense:10", (SfShape){784, 1, 1},
+                                 SF_LOSS_CROSS_ENTROPY, 1, &err);
+    SfModel *b = sf_model_create("dense:256 relu dense:10", (SfShape){784, 1, 1},
+                                 SF_LOSS_CROSS_ENTROPY, 1, &err);
+    sf_model_init_params(a, SF_INIT_AUTO, 1);
+    sf_model_init_params(b, SF_INIT_AUTO, 1);
+    ck_assert_int_eq(sf_model_nparams(a), 784 * 256 + 256 + 2560 + 10);
+    ck_assert_mem_eq(sf_model_params(a), sf_model_params(b),
+                     (size_t)sf_model_nparams(a) * sizeof(float));
+    /* He normal for the relu layer: std sqrt(2/784). */
+    const SfLayer *l = sf_model_layer(a, 0);
+    double sq = 0.0;
+    for (int64_t i = 0; i < l->nweight; i++)
+        sq += (double)l->w[i] * l->w[i];
+    ck_assert_double_eq_tol(sqrt(sq / (double)l->nweight), sqrt(2.0 / 784.0), 2e-3);
+    /* Glorot uniform for the last: |w| <= sqrt(6/(256+10)). */
+    const SfLayer *o = sf_model_layer(a, 2);
+    for (int64_t i = 0; i < o->nweight; i++)
+        ck_assert(fabsf(o->w[i]) <= sqrtf(6.0f / 266.0f));
+    sf_model_init_params(b, SF_INIT_AUTO, 2);
+    ck_assert(memcmp(sf_model_params(a), sf_model_params(b), 100 * sizeof(float)));
+    sf_model_free(a);
+    sf_model_free(b);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("core");
+    tcase_add_loop_test(tc, test_gradients_match_finite_differences, 0,
+                        (int)(sizeof problems / sizeof problems[0]));
+    tcase_add_test(tc, test_cross_entropy_values);
+    tcase_add_test(tc, test_mse_values);
+    tcase_add_test(tc, test_bad_layer_lists);
+    tcase_add_test(tc, test_init_is_deterministic_and_scaled);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,273 @@
+/* test_mpi_train.c: whole training runs over MPI (run under mpirun with 1, 2
+ * and 3 ranks by tests/run-all.sh, CK_FORK=no). The promise of SPEC §2.4:
+ * for one config and seed the weights do not depend on P, the loader or
+ * micro_batch (up to summation order), and every rank holds the same weights.
+ * Each test does all its collective work before asserting, so a failure on
+ * one rank cannot leave the others waiting in a collective. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shardfit/comm.h"
+#include "shardfit/dataset.h"
+#include "shardfit/rng.h"
+#include "shardfit/trainer.h"
+
+#define N 203      /* not a multiple of the batch, nor of 2 or 3 ranks */
+#define NVAL 50
+#define BAD_ROW 190 /* held by the last rank under shard */
+
+static SfComm *world;
+static char path[256], logdir[256];
+
+/* Rank 0 writes a learnable 3-class problem: (N, 3, 4) uint8 images whose
+ * label is the argmax of three fixed pixel sums; /bad has one label of 7. */
+static void write_data(void)
+{
+    const int64_t d = 12;
+    unsigned char *x = malloc((N + NVAL) * d);
+    int16_t *y = malloc((N + NVAL) * sizeof *y);
+    uint64_t key = sf_rng_key(5, 9, 0);
+    for (int64_t i = 0; i < (N + NVAL) * d; i++)
+        x[i] = (unsigned char)(sf_rng_at(key, (uint64_t)i) % 256);
+    for (int64_t i = 0; i < N + NVAL; i++) {
+        const unsigned char *r = x + i * d;
+        int s0 = r[0] + r[1] + r[2] + r[3], s1 = r[4] + r[5] + r[6] + r[7];
+        int s2 = r[8] + r[9] + r[10] + r[11];
+        y[i] = (int16_t)(s0 >= s1 && s0 >= s2 ? 0 : s1 >= s2 ? 1 : 2);
+    }
+    SfError err = {0};
+    unlink(path);
+    SfH5Writer *w = sf_h5writer_open(path, &err);
+    int64_t dims[3] = {N, 3, 4}, vdims[3] = {NVAL, 3, 4}, n = N, nv = NVAL;
+    int bad = !w || sf_h5writer_write(w, "/train/x", SF_DTYPE_U8, 3, dims, x, 1, &err) ||
+              sf_h5writer_write(w, "/train/y", SF_DTYPE_I16, 1, &n, y, 0, &err) ||
+              sf_h5writer_write(w, "/val/x", SF_DTYPE_U8, 3, vdims, x + N * d, 0, &err) ||
+              sf_h5writer_write(w, "/val/y", SF_DTYPE_I16, 1, &nv, y + N, 0, &err);
+    y[BAD_ROW] = 7;
+    bad = bad || sf_h5writer_write(w, "/bad/y", SF_DTYPE_I16, 1, &n, y, 0, &err) ||
+          sf_h5writer_close(w, &err);
+    if (bad)
+        fprintf(stderr, "writing %s failed: %s\n", path, err.msg);
+    free(x);
+    free(y);
+}
+
+static SfConfig config(void)
+{
+    SfConfig c;
+    SfError err = {0};
+    sf_config_defaults(&c);
+    char set[512];
+    const char *sets[] = {"data.features=/train/x", "data.labels=/train/y",
+                          "data.val_features=/val/x", "data.val_labels=/val/y",
+                          "data.scale=0.00390625", "data.offset=-0.5",
+                          "model.layers=dense:16 tanh dense:8 relu dense:3",
+                          "train.epochs=2", "train.batch_size=20",
+                          "optimizer.lr=0.05", "optimizer.momentum=0.9",
+                          "log.progress=none"};
+    snprintf(set, sizeof set, "data.path=%s", path);
+    sf_config_set(&c, set, &err);
+    snprintf(set, sizeof set, "log.dir=%s", logdir);
+    sf_config_set(&c, set, &err);
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        sf_config_set(&c, sets[i], &err);
+    ck_assert_msg(err.code == 0, "%s", err.msg);
+    return c;
+}
+
+static void set(SfConfig *c, const char *assignment)
+{
+    SfError err = {0};
+    ck_assert_msg(sf_config_set(c, assignment, &err) == 0, "%s", err.msg);
+}
+
+/* max |a - b| / max |b| */
+static double rel_diff(const float *a, const float *b, int64_t n)
+{
+    double d = 0.0, m = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return d / m;
+}
+
+/* 1 on every rank when all ranks hold bitwise-identical params. */
+static int replicas_identical(const SfTrainResult *r)
+{
+    double *v = malloc((size_t)r->nparams * sizeof *v);
+    for (int64_t i = 0; i < r->nparams; i++)
+        v[i] = r->params[i];
+    sf_comm_allreduce_max_f64(world, v, r->nparams);
+    int same = 1;
+    for (int64_t i = 0; i < r->nparams; i++)
+        same &= v[i] == (double)r->params[i];
+    free(v);
+    return sf_comm_agree(world, !same, NULL) == 0;
+}
+
+static int train(const SfConfig *c, SfComm *comm, SfTrainResult *r)
+{
+    SfError err = {0};
+    int status = sf_train(c, comm, r, &err);
+    if (status && err.msg[0])
+        fprintf(stderr, "train failed: %s\n", err.msg);
+    return status;
+}
+
+START_TEST(test_same_weights_on_any_rank_count)
+{
+    SfConfig c = config();
+    SfTrainResult all, one = {0};
+    ck_assert_int_eq(train(&c, world, &all), 0);
+    int identical = replicas_identical(&all);
+    if (sf_comm_rank(world) == 0) {
+        SfComm *self = sf_comm_self();
+        ck_assert_int_eq(train(&c, self, &one), 0);
+        sf_comm_free(self);
+    }
+    ck_assert(identical);
+    ck_assert_int_eq(all.steps_done, 2 * 11);
+    ck_assert_int_eq(all.nhistory, 2);
+    ck_assert(all.history[1].loss < all.history[0].loss);
+    if (sf_comm_rank(world) == 0) {
+        for (int e = 0; e < 2; e++) {
+            ck_assert_double_eq_tol(all.history[e].loss, one.history[e].loss,
+                                    1e-5 * one.history[e].loss);
+            ck_assert_double_eq_tol(all.history[e].val_loss, one.history[e].val_loss,
+                                    1e-5 * one.history[e].val_loss);
+        }
+        double d = rel_diff(all.params, one.params, all.nparams);
+        ck_assert_msg(d < 1e-5, "P=%d vs P=1: relative difference %g",
+                      sf_comm_size(world), d);
+    }
+    sf_train_result_free(&all);
+    sf_train_result_free(&one);
+}
+END_TEST
+
+START_TEST(test_loaders_give_identical_bits)
+{
+    SfConfig c = config();
+    SfTrainResult shard, repl;
+    ck_assert_int_eq(train(&c, world, &shard), 0);
+    set(&c, "data.loader=replicate");
+    ck_assert_int_eq(train(&c, world, &repl), 0);
+    ck_assert_mem_eq(shard.params, repl.params, (size_t)shard.nparams * sizeof(float));
+    for (int e = 0; e < 2; e++)
+        ck_assert(shard.history[e].loss == repl.history[e].loss);
+    sf_train_result_free(&shard);
+    sf_train_result_free(&repl);
+}
+END_TEST
+
+START_TEST(test_micro_batches_match)
+{
+    SfConfig c = config();
+    SfTrainResult whole, micro1, micro7;
+    ck_assert_int_eq(train(&c, world, &whole), 0);
+    set(&c, "train.micro_batch=1");
+    ck_assert_int_eq(train(&c, world, &micro1), 0);
+    set(&c, "train.micro_batch=7");
+    ck_assert_int_eq(train(&c, world, &micro7), 0);
+    ck_assert_int_eq(micro1.steps_done, whole.steps_done);
+    ck_assert(rel_diff(micro1.params, whole.params, whole.nparams) < 1e-5);
+    ck_assert(rel_diff(micro7.params, whole.params, whole.nparams) < 1e-5);
+    sf_train_result_free(&whole);
+    sf_train_result_free(&micro1);
+    sf_train_result_free(&micro7);
+}
+END_TEST
+
+START_TEST(test_batch_regimes)
+{
+    SfConfig c = config();
+    SfTrainResult full, sgd, dropped, capped;
+    set(&c, "train.batch_size=all");
+    ck_assert_int_eq(train(&c, world, &full), 0);
+    c = config();
+    set(&c, "train.batch_size=1");
+    set(&c, "train.epochs=1");
+    ck_assert_int_eq(train(&c, world, &sgd), 0);
+    c = config();
+    set(&c, "train.drop_last=true");
+    ck_assert_int_eq(train(&c, world, &dropped), 0);
+    c = config();
+    set(&c, "train.max_steps=15");
+    ck_assert_int_eq(train(&c, world, &capped), 0);
+    ck_assert_int_eq(full.steps_done, 2);            /* one step per epoch */
+    ck_assert_int_eq(sgd.steps_done, N);             /* N steps per epoch */
+    ck_assert_int_eq(dropped.steps_done, 2 * 10);    /* floor(203 / 20) */
+    ck_assert_int_eq(dropped.history[0].samples, 200);
+    ck_assert_int_eq(capped.steps_done, 15);         /* stops mid-epoch 2 */
+    ck_assert_int_eq(capped.epochs_done, 1);
+    ck_assert_str_eq(capped.stop_reason, "max_steps reached");
+    sf_train_result_free(&full);
+    sf_train_result_free(&sgd);
+    sf_train_result_free(&dropped);
+    sf_train_result_free(&capped);
+}
+END_TEST
+
+/* A bad label on one rank's rows: every rank returns 2, only the rank that
+ * found it carries the message, and nobody hangs. */
+START_TEST(test_bad_label_ends_every_rank)
+{
+    SfConfig c = config();
+    set(&c, "data.labels=/bad/y");
+    SfTrainResult r;
+    SfError err = {0};
+    int status = sf_train(&c, world, &r, &err);
+    int p = sf_comm_size(world), rank = sf_comm_rank(world);
+    ck_assert_int_eq(status, 2);
+    if (rank == p - 1) {
+        ck_assert_msg(strstr(err.msg, "label 7 at row 190") != NULL, "%s", err.msg);
+        if (p > 1)
+            ck_assert_msg(strncmp(err.msg, "rank ", 5) == 0, "%s", err.msg);
+    } else {
+        ck_assert_str_eq(err.msg, "");
+    }
+    sf_train_result_free(&r);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    world = sf_comm_init(&argc, &argv);
+    if (!world)
+        return 1;
+    snprintf(path, sizeof path, "/tmp/shardfit-test-mpi-%d.h5", (int)getppid());
+    snprintf(logdir, sizeof logdir, "/tmp/shardfit-test-mpi-%d", (int)getppid());
+    if (sf_comm_rank(world) == 0)
+        write_data();
+    sf_comm_barrier(world);
+
+    Suite *s = suite_create("mpi_train");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_same_weights_on_any_rank_count);
+    tcase_add_test(tc, test_loaders_give_identical_bits);
+    tcase_add_test(tc, test_micro_batches_match);
+    tcase_add_test(tc, test_batch_regimes);
+    tcase_add_test(tc, test_bad_label_ends_every_rank);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+
+    sf_comm_barrier(world);
+    if (sf_comm_rank(world) == 0) {
+        unlink(path);
+        char metrics[300];
+        snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", logdir);
+        unlink(metrics);
+        rmdir(logdir);
+    }
+    sf_comm_free(world);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,122 @@
+/* test_optim.c: the update rules of optim.h against hand-computed PyTorch
+ * steps, and the learning-rate schedule's closed forms. */
+#include <check.h>
+#include <math.h>
+
+#include "shardfit/optim.h"
+#include "shardfit/schedule.h"
+
+static SfConfig base_config(SfOptimKind kind)
+{
+    SfConfig c;
+    sf_config_defaults(&c);
+    c.optimizer.name = kind;
+    c.optimizer.lr = 0.1;
+    return c;
+}
+
+/* Runs steps updates of one parameter (start 1.0) with a constant gradient. */
+static float run(const SfConfig *c, float g, int steps, float scale)
+{
+    SfError err = {0};
+    SfOptim *o = sf_optim_create(c, 1, &err);
+    float p = 1.0f;
+    for (int i = 0; i < steps; i++)
+        sf_optim_step(o, &p, &g, scale, c->optimizer.lr);
+    ck_assert_int_eq(sf_optim_steps(o), steps);
+    sf_optim_free(o);
+    return p;
+}
+
+START_TEST(test_sgd_variants)
+{
+    SfConfig c = base_config(SF_OPTIM_SGD);
+    ck_assert_float_eq_tol(run(&c, 0.5f, 1, 1.0f), 0.95f, 1e-7f);
+    ck_assert_float_eq_tol(run(&c, 1.0f, 1, 0.5f), 0.95f, 1e-7f); /* scale */
+    c.optimizer.momentum = 0.9;
+    /* v1 = 1, p = 0.9; v2 = 1.9, p = 0.71 */
+    ck_assert_float_eq_tol(run(&c, 1.0f, 2, 1.0f), 0.71f, 1e-6f);
+    c.optimizer.nesterov = 1;
+    /* d1 = 1 + 0.9*1 = 1.9, p = 0.81; v2 = 1.9, d2 = 1 + 1.71, p = 0.539 */
+    ck_assert_float_eq_tol(run(&c, 1.0f, 2, 1.0f), 0.539f, 1e-6f);
+    c.optimizer.nesterov = 0;
+    c.optimizer.momentum = 0.0;
+    c.optimizer.weight_decay = 0.1;
+    /* d = 0.5 + 0.1*1 = 0.6, p = 0.94 */
+    ck_assert_float_eq_tol(run(&c, 0.5f, 1, 1.0f), 0.94f, 1e-7f);
+}
+END_TEST
+
+START_TEST(test_adam_and_adamw_first_steps)
+{
+    SfConfig c = base_config(SF_OPTIM_ADAM);
+    /* Bias correction makes the first step lr * g / (|g| + eps). */
+    ck_assert_float_eq_tol(run(&c, 0.3f, 1, 1.0f), 1.0f - 0.1f, 1e-6f);
+    ck_assert_float_eq_tol(run(&c, -2.0f, 1, 1.0f), 1.0f + 0.1f, 1e-6f);
+    /* Constant gradient: mhat = g and vhat = g^2 at every step. */
+    ck_assert_float_eq_tol(run(&c, 0.3f, 3, 1.0f), 1.0f - 0.3f, 1e-5f);
+    c.optimizer.weight_decay = 0.5; /* adam: L2 into the gradient */
+    ck_assert_float_eq_tol(run(&c, 0.3f, 1, 1.0f), 0.9f, 1e-6f);
+    c.optimizer.name = SF_OPTIM_ADAMW; /* decoupled: p *= 1 - lr*wd first */
+    ck_assert_float_eq_tol(run(&c, 0.3f, 1, 1.0f), 0.95f - 0.1f, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_clipping)
+{
+    float g[2] = {3.0f, 4.0f};
+    ck_assert_double_eq_tol(sf_optim_grad_norm(g, 2, 0.5f), 2.5, 1e-9);
+    float s = sf_optim_clip_scale(0.5f, 2.5, 1.0);
+    ck_assert_float_eq_tol(s * 5.0f, 1.0f, 1e-5f);
+    ck_assert_float_eq(sf_optim_clip_scale(0.5f, 2.5, 10.0), 0.5f);
+}
+END_TEST
+
+START_TEST(test_schedule_closed_forms)
+{
+    SfConfig c = base_config(SF_OPTIM_SGD);
+    SfSchedule s;
+    sf_schedule_init(&s, &c, 10, 100);
+    ck_assert_double_eq(sf_schedule_lr(&s, 57), 0.1);
+    c.schedule.warmup_steps = 4;
+    sf_schedule_init(&s, &c, 10, 100);
+    ck_assert_double_eq_tol(sf_schedule_lr(&s, 0), 0.025, 1e-12);
+    ck_assert_double_eq_tol(sf_schedule_lr(&s, 3), 0.1, 1e-12);
+    c.schedule.warmup_steps = 0;
+    c.schedule.name = SF_SCHED_COSINE;
+    c.schedule.min_lr = 0.01;
+    sf_schedule_init(&s, &c, 10, 101);
+    ck_assert_double_eq_tol(sf_schedule_lr(&s, 0), 0.1, 1e-12);
+    ck_assert_double_eq_tol(sf_schedule_lr(&s, 50), 0.055, 1e-12);
+    ck_assert_double_eq_tol(sf_schedule_lr(&s, 100), 0.01, 1e-12);
+    c.schedule.name = SF_SCHED_MULTISTEP;
+    c.schedule.milestones[0] = 2;
+    c.schedule.milestones[1] = 5;
+    c.schedule.n_milestones = 2;
+    sf_schedule_init(&s, &c, 10, 100);
+    ck_assert_double_eq_tol(sf_schedule_lr(&s, 19), 0.1, 1e-12);
+    ck_assert_double_eq_tol(sf_schedule_lr(&s, 20), 0.01, 1e-12);
+    ck_assert_double_eq_tol(sf_schedule_lr(&s, 50), 0.001, 1e-12);
+    c.optimizer.lr_scaling = SF_LR_SCALING_LINEAR;
+    c.train.batch_size = 512;
+    c.schedule.name = SF_SCHED_CONSTANT;
+    sf_schedule_init(&s, &c, 10, 100);
+    ck_assert_double_eq_tol(sf_schedule_lr(&s, 0), 0.2, 1e-12);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("optim");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_sgd_variants);
+    tcase_add_test(tc, test_adam_and_adamw_first_steps);
+    tcase_add_test(tc, test_clipping);
+    tcase_add_test(tc, test_schedule_closed_forms);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
