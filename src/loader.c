@@ -70,6 +70,8 @@ SfLoader *sf_loader_open(const SfLoaderSpec *spec, SfComm *comm, SfError *err)
 {
     SfLoader *l = calloc(1, sizeof *l);
     SfDataset *ds = sf_dataset_open(spec->path, spec->features, spec->labels, err);
+    if (!ds)
+        sf_error_prefix(err, "%s ", spec->path_key);
     if (!l || !ds)
         goto fail;
     const SfDatasetInfo *info = sf_dataset_info(ds);

@@ -21,7 +21,7 @@ static int open_data(SfTrainer *t, SfError *err)
 {
     const SfConfig *c = t->cfg;
     SfLoaderSpec spec = {c->data.loader, c->data.path, c->data.features,
-                         c->data.labels, "data", 0, -1,
+                         c->data.labels, "data", "data.path", 0, -1,
                          (float)c->data.scale, (float)c->data.offset};
     if (c->data.validation_split > 0.0) {
         /* Keras: the LAST fraction of rows, split_at = floor(N * (1 - split)). */
@@ -52,6 +52,7 @@ static int open_data(SfTrainer *t, SfError *err)
     if (!c->data.val_features[0])
         return 0;
     spec.what = "validation";
+    spec.path_key = c->data.val_path[0] ? "data.val_path" : "data.path";
     spec.path = c->data.val_path[0] ? c->data.val_path : c->data.path;
     spec.features = c->data.val_features;
     spec.labels = c->data.val_labels;
@@ -60,12 +61,17 @@ static int open_data(SfTrainer *t, SfError *err)
 }
 
 /* Labels must suit the loss and the model's output width. */
-static int check_labels(SfTrainer *t, SfLoader *l, const char *key, SfError *err)
+static int check_labels(SfTrainer *t, SfLoader *l, const char *key,
+                        const char *dataset, SfError *err)
 {
     const SfConfig *c = t->cfg;
     int64_t k = sf_model_output_width(t->model);
-    if (sf_loader_has_classes(l))
-        return sf_loader_check_classes(l, k, err);
+    if (sf_loader_has_classes(l)) {
+        if (sf_loader_check_classes(l, k, err) == 0)
+            return 0;
+        sf_error_prefix(err, "%s '%s': ", key, dataset);
+        return -1;
+    }
     if (c->model.loss == SF_LOSS_CROSS_ENTROPY) {
         sf_error_set(err, SF_EXIT_INPUT, "%s holds float targets, but "
                      "model.loss = cross_entropy needs integer class ids "
@@ -135,8 +141,10 @@ static int setup_local(SfTrainer *t, SfError *err)
                                c->model.loss, rows, err);
     if (!t->model)
         return -1;
-    if (check_labels(t, t->train, "data.labels", err) ||
-        (t->val && check_labels(t, t->val, "data.val_labels", err)))
+    const char *val_labels = c->data.validation_split > 0.0 ? c->data.labels
+                                                            : c->data.val_labels;
+    if (check_labels(t, t->train, "data.labels", c->data.labels, err) ||
+        (t->val && check_labels(t, t->val, "data.val_labels", val_labels, err)))
         return -1;
     if (t->val && sf_shape_size(sf_loader_sample_shape(t->val)) !=
                       sf_shape_size(sf_loader_sample_shape(t->train))) {
@@ -296,14 +304,7 @@ static int agree(SfTrainer *t, int local, SfError *err)
         err->code = status;
         err->msg[0] = '\0';
     } else if (t->size > 1) {
-        char prefix[32];
-        size_t plen = (size_t)snprintf(prefix, sizeof prefix, "rank %d: ", t->rank);
-        size_t mlen = strlen(err->msg);
-        if (mlen > sizeof err->msg - 1 - plen)
-            mlen = sizeof err->msg - 1 - plen;
-        memmove(err->msg + plen, err->msg, mlen);
-        memcpy(err->msg, prefix, plen);
-        err->msg[plen + mlen] = '\0';
+        sf_error_prefix(err, "rank %d: ", t->rank);
     }
     return status;
 }

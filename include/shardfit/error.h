@@ -24,6 +24,12 @@ typedef struct SfError {
 void sf_error_set(SfError *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Puts context before an error already set ("data.path " + "'x.h5': cannot
+ * open"), truncating the end if the whole does not fit. No-op when no error
+ * is set. */
+void sf_error_prefix(SfError *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Clears err for reuse. */
 void sf_error_clear(SfError *err);
 

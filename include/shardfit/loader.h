@@ -23,6 +23,7 @@ typedef struct SfLoaderSpec {
     SfLoaderKind kind;
     const char *path, *features, *labels; /* HDF5 file and dataset paths */
     const char *what;          /* "data" or "validation", for messages */
+    const char *path_key;      /* "data.path" or "data.val_path" */
     int64_t row0, rows;        /* rows < 0: from row0 to the end of the file */
     float scale, offset;       /* x = stored * scale + offset */
 } SfLoaderSpec;
