@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shardfit/dataset.h"
 #include "shardfit/loader.h"
 #include "shardfit/model.h"
 #include "shardfit/optim.h"
@@ -25,11 +26,13 @@ static int open_data(SfTrainer *t, SfError *err)
                          (float)c->data.scale, (float)c->data.offset};
     if (c->data.validation_split > 0.0) {
         /* Keras: the LAST fraction of rows, split_at = floor(N * (1 - split)). */
-        SfLoader *all = sf_loader_open(&spec, t->comm, err);
-        if (!all)
+        SfDataset *ds = sf_dataset_open(spec.path, spec.features, spec.labels, err);
+        if (!ds) {
+            sf_error_prefix(err, "data.path ");
             return -1;
-        int64_t n = sf_loader_rows(all);
-        sf_loader_free(all);
+        }
+        int64_t n = sf_dataset_info(ds)->rows;
+        sf_dataset_close(ds);
         int64_t split_at = (int64_t)floor((double)n * (1.0 - c->data.validation_split));
         if (split_at < 1 || split_at >= n) {
             sf_error_set(err, SF_EXIT_INPUT, "data.validation_split = %g leaves "
@@ -111,12 +114,14 @@ static int plan(SfTrainer *t, SfError *err)
     return 0;
 }
 
-/* Scratch for one slice (or one evaluation chunk) of inputs and targets. */
+/* Scratch for one slice (or one evaluation chunk) of inputs and targets.
+ * Targets take at most output-width floats per row, whichever set they come
+ * from (check_labels has made sure of that). */
 static int allocate_buffers(SfTrainer *t, SfError *err)
 {
     int64_t rows = t->slice_max > t->eval_rows ? t->slice_max : t->eval_rows;
     int64_t fsize = sf_shape_size(sf_loader_sample_shape(t->train));
-    int64_t lw = sf_loader_label_width(t->train);
+    int64_t lw = sf_model_output_width(t->model);
     t->perm = malloc((size_t)t->n * sizeof *t->perm);
     t->x = malloc((size_t)(rows * fsize) * sizeof *t->x);
     t->classes = malloc((size_t)rows * sizeof *t->classes);
@@ -141,10 +146,11 @@ static int setup_local(SfTrainer *t, SfError *err)
                                c->model.loss, rows, err);
     if (!t->model)
         return -1;
-    const char *val_labels = c->data.validation_split > 0.0 ? c->data.labels
-                                                            : c->data.val_labels;
+    /* With validation_split the validation rows are the tail of data.labels. */
+    int split = c->data.validation_split > 0.0;
     if (check_labels(t, t->train, "data.labels", c->data.labels, err) ||
-        (t->val && check_labels(t, t->val, "data.val_labels", val_labels, err)))
+        (t->val && check_labels(t, t->val, split ? "data.labels" : "data.val_labels",
+                                split ? c->data.labels : c->data.val_labels, err)))
         return -1;
     if (t->val && sf_shape_size(sf_loader_sample_shape(t->val)) !=
                       sf_shape_size(sf_loader_sample_shape(t->train))) {
@@ -172,7 +178,8 @@ static void draw_permutation(SfTrainer *t, int64_t epoch)
     sf_comm_bcast_i64(t->comm, t->perm, t->n, 0);
 }
 
-/* One optimizer step on global batch s; adds the step's sums to t->epoch. */
+/* One optimizer step on global batch s; adds the step's allreduced sums and
+ * phase times to the epoch's running totals in t. */
 static void train_step(SfTrainer *t, int64_t s)
 {
     int64_t start, count, off, len;

@@ -213,6 +213,23 @@ START_TEST(test_batch_regimes)
 }
 END_TEST
 
+/* Keras's validation_split: the last fraction of the rows, never trained on. */
+START_TEST(test_validation_split_holds_out_the_tail)
+{
+    SfConfig c = config();
+    set(&c, "data.val_features=");
+    set(&c, "data.val_labels=");
+    set(&c, "data.validation_split=0.2");
+    SfTrainResult r;
+    ck_assert_int_eq(train(&c, world, &r), 0);
+    ck_assert_int_eq(r.history[0].samples, 162);  /* floor(203 * 0.8) */
+    ck_assert_int_eq(r.steps_done, 2 * 9);        /* ceil(162 / 20) */
+    ck_assert(r.history[1].has_val);
+    ck_assert(isfinite(r.history[1].val_loss) && r.history[1].val_loss > 0.0);
+    sf_train_result_free(&r);
+}
+END_TEST
+
 /* A bad label on one rank's rows: every rank returns 2, only the rank that
  * found it carries the message, and nobody hangs. */
 START_TEST(test_bad_label_ends_every_rank)
@@ -253,6 +270,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_loaders_give_identical_bits);
     tcase_add_test(tc, test_micro_batches_match);
     tcase_add_test(tc, test_batch_regimes);
+    tcase_add_test(tc, test_validation_split_holds_out_the_tail);
     tcase_add_test(tc, test_bad_label_ends_every_rank);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
