@@ -33,7 +33,8 @@ static herr_t visit_link(hid_t root, const char *name, const H5L_info_t *li,
     hid_t obj = H5Oopen(root, name, H5P_DEFAULT);
     if (obj < 0) {
         sf_error_set(ctx->err, SF_EXIT_INPUT, "'%s': cannot open '/%s': %s",
-                     ctx->path, name, sf_h5_error_detail(detail, sizeof detail));
+                     ctx->path, name,
+                     sf_h5_error_detail(detail, sizeof detail));
         return -1;
     }
     if (H5Iget_type(obj) == H5I_DATASET) {
@@ -125,16 +126,19 @@ static const char *number_text(hid_t attr, const SfArrayInfo *info, char *buf,
         return buf;
     }
     int fl = sf_dtype_is_float(info->dtype), u = info->dtype == SF_DTYPE_U64;
-    hid_t mem = fl ? H5T_NATIVE_DOUBLE : u ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64;
+    hid_t mem = fl ? H5T_NATIVE_DOUBLE
+                : u ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64;
     if (H5Aread(attr, mem, &v) < 0)
         return "unreadable";
     size_t used = (size_t)snprintf(buf, n, "%s", info->ndims ? "[" : "");
     for (int64_t k = 0; k < count && used < n; k++) {
+        char *at = buf + used;
         const char *sep = k ? ", " : "";
-        used += (size_t)(fl ? snprintf(buf + used, n - used, "%s%g", sep, v.f[k])
-                         : u ? snprintf(buf + used, n - used, "%s%llu", sep,
+        size_t left = n - used;
+        used += (size_t)(fl ? snprintf(at, left, "%s%g", sep, v.f[k])
+                         : u ? snprintf(at, left, "%s%llu", sep,
                                         (unsigned long long)v.u[k])
-                         : snprintf(buf + used, n - used, "%s%lld", sep,
+                         : snprintf(at, left, "%s%lld", sep,
                                     (long long)v.i[k]));
     }
     if (info->ndims && used < n)

@@ -38,6 +38,10 @@ typedef struct SfArrayInfo {
     SfDtype dtype;
 } SfArrayInfo;
 
+/* Formats info's shape as NumPy does, "(60000, 28, 28)" or "(60000,)",
+ * into buf (truncated to n bytes). Returns buf. */
+const char *sf_array_shape_str(const SfArrayInfo *info, char *buf, size_t n);
+
 typedef struct SfDatasetInfo {
     int64_t rows;           /* N: features and labels agree on it */
     SfArrayInfo features;
@@ -49,8 +53,14 @@ typedef struct SfDatasetInfo {
 typedef struct SfDataset SfDataset;
 
 /* Opens the file read-only and checks both datasets: they exist, have a
- * supported numeric type, at most SF_MAX_DIMS dimensions, the same row count,
- * and sizes that cannot overflow. Errors (exit 2) name the path and dataset. */
+ * supported numeric type, 1 to SF_MAX_DIMS dimensions, the same non-zero
+ * row count, and sizes that cannot overflow. Errors (exit 2) name the path
+ * and dataset, the path first ("'x.h5': cannot open: No such file or
+ * directory", "'x.h5' has no dataset '/train/imgs' ('/train' holds: images,
+ * labels)"), so a caller can prefix the config key with sf_error_prefix().
+ * A chunked dataset gets a chunk cache holding all of it up to 64 MiB, so
+ * row-by-row reads do not inflate a chunk per row. One thread at a time per
+ * process may use HDF5 (it is not built thread-safe). */
 SfDataset *sf_dataset_open(const char *path, const char *features,
                            const char *labels, SfError *err);
 void sf_dataset_close(SfDataset *ds); /* NULL is fine */
@@ -58,12 +68,14 @@ void sf_dataset_close(SfDataset *ds); /* NULL is fine */
 const SfDatasetInfo *sf_dataset_info(const SfDataset *ds);
 
 /* Feature rows [row0, row0 + n), stored type, into buf
- * (n * feature_size * sf_dtype_size(features.dtype) bytes). 0 or -1. */
+ * (n * feature_size * sf_dtype_size(features.dtype) bytes). 0 or -1; rows
+ * outside [0, rows) are an error (exit 1: the caller's bug), n == 0 is not. */
 int sf_dataset_read_features(SfDataset *ds, int64_t row0, int64_t n,
                              void *buf, SfError *err);
 
 /* Label rows [row0, row0 + n) as int32 class ids. Fails (exit 2) if the
- * labels are not an integer (N,) dataset or a value does not fit int32. */
+ * labels are not an integer dataset of shape (N,) or (N, 1), or a value
+ * does not fit int32 (the message names the row). */
 int sf_dataset_read_class_labels(SfDataset *ds, int64_t row0, int64_t n,
                                  int32_t *out, SfError *err);
 
@@ -73,23 +85,44 @@ int sf_dataset_read_target_labels(SfDataset *ds, int64_t row0, int64_t n,
 
 /* Writing, for `shardfit convert`. The file is created if missing, else
  * opened read-write; an existing dataset of the same name is an error.
- * Datasets are chunked (about 1 MiB chunks of whole rows) and
- * gzip-compressed when compress is non-zero; parent groups are created. */
+ * Types are stored little-endian. With compress non-zero a dataset is
+ * chunked (about 1 MiB chunks of whole rows) with shuffle + gzip level 4;
+ * without, it is contiguous (the fastest layout for random row reads).
+ * Parent groups are created. Errors opening the file or naming an existing
+ * dataset are SF_EXIT_INPUT; failures while writing are SF_EXIT_FAILURE. */
 typedef struct SfH5Writer SfH5Writer;
 SfH5Writer *sf_h5writer_open(const char *path, SfError *err);
+/* 0 if no object named dataset exists in the file, so a write of it will not
+ * be refused; else -1 with err set. Lets a caller check every name before
+ * writing any. */
+int sf_h5writer_check_free(SfH5Writer *w, const char *dataset, SfError *err);
 int sf_h5writer_write(SfH5Writer *w, const char *dataset, SfDtype t,
                       int ndims, const int64_t *dims, const void *data,
                       int compress, SfError *err);
-/* Flushes and closes; returns -1 with err set if the flush fails. */
+/* Flushes and closes; returns -1 with err set if the flush fails.
+ * NULL is fine (returns 0). */
 int sf_h5writer_close(SfH5Writer *w, SfError *err);
 
 /* Calls fn for every dataset in the file, in name order, with its full
- * path and shape; for `shardfit inspect`. Non-numeric datasets get
- * info == NULL and their HDF5 class name in type_name. Groups nest to a
- * bounded depth. Returns 0, or -1 with err set. */
+ * path and shape; for `shardfit inspect`. Numeric datasets get info (a
+ * scalar has ndims 0) and their dtype name in type_name; others get
+ * info == NULL and a description such as "string" or "compound". Each group
+ * is visited once, so hard-link cycles cannot loop; soft and external links
+ * are not followed. Returns 0, or -1 with err set (exit 2 for a missing or
+ * non-HDF5 file, with the messages of sf_dataset_open). */
 typedef void (*SfDatasetVisitFn)(const char *name, const SfArrayInfo *info,
                                  const char *type_name, void *user);
 int sf_dataset_visit(const char *path, SfDatasetVisitFn fn, void *user,
                      SfError *err);
+
+/* Calls fn for every attribute of the file's root group, in name order,
+ * with its value as text, valid during the call: one string as stored
+ * (fixed or variable length, as h5py writes), up to 8 numbers as "3" or
+ * "[0.9, 0.999]", anything else described ("float32 (100,)", "compound").
+ * For `shardfit inspect` of checkpoints. Returns 0, or -1 with err set (as
+ * sf_dataset_visit). */
+typedef void (*SfAttrVisitFn)(const char *name, const char *value, void *user);
+int sf_dataset_visit_attrs(const char *path, SfAttrVisitFn fn, void *user,
+                           SfError *err);
 
 #endif

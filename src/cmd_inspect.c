@@ -1,0 +1,115 @@
+/* cmd_inspect.c: `shardfit inspect FILE.h5`, what a file holds.
+ *
+ * Lists every dataset with its shape and type in aligned columns, so a user
+ * can fill in data.features and data.labels without reaching for h5py, then
+ * the root attributes (a checkpoint's epoch, step, config...). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "shardfit/dataset.h"
+
+typedef struct {
+    char *name;
+    char shape[256];
+    char type[64];
+} Row;
+
+typedef struct {
+    Row *rows;
+    size_t n, cap;
+    int failed; /* out of memory */
+} Listing;
+
+static void add_dataset(const char *name, const SfArrayInfo *info,
+                        const char *type_name, void *user)
+{
+    Listing *l = user;
+    if (l->failed)
+        return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        Row *rows = realloc(l->rows, cap * sizeof *rows);
+        if (!rows) {
+            l->failed = 1;
+            return;
+        }
+        l->rows = rows;
+        l->cap = cap;
+    }
+    Row *r = &l->rows[l->n];
+    if (!(r->name = strdup(name))) {
+        l->failed = 1;
+        return;
+    }
+    if (info)
+        sf_array_shape_str(info, r->shape, sizeof r->shape);
+    else
+        snprintf(r->shape, sizeof r->shape, "-");
+    snprintf(r->type, sizeof r->type, "%s", type_name);
+    l->n++;
+}
+
+static void print_listing(const char *path, const Listing *l)
+{
+    int wname = 0, wshape = 0;
+    if (l->n == 0)
+        printf("'%s' holds no datasets\n", path);
+    for (size_t i = 0; i < l->n; i++) {
+        int a = (int)strlen(l->rows[i].name), b = (int)strlen(l->rows[i].shape);
+        wname = a > wname ? a : wname;
+        wshape = b > wshape ? b : wshape;
+    }
+    for (size_t i = 0; i < l->n; i++)
+        printf("%-*s  %-*s  %s\n", wname, l->rows[i].name, wshape,
+               l->rows[i].shape, l->rows[i].type);
+}
+
+/* "  name = value", a multi-line value cut to its first line. */
+static void print_attr(const char *name, const char *value, void *user)
+{
+    int *count = user;
+    size_t len = strcspn(value, "\n"), lines = 1;
+    for (const char *p = value; (p = strchr(p, '\n')) && p[1]; p++)
+        lines++;
+    if ((*count)++ == 0)
+        printf("attributes of /:\n");
+    if (len > 100)
+        printf("  %s = %.100s...", name, value);
+    else
+        printf("  %s = %.*s", name, (int)len, value);
+    if (lines > 1)
+        printf(" (%zu lines)", lines);
+    printf("\n");
+}
+
+int sf_cmd_inspect(int argc, char **argv)
+{
+    SfError err = {0};
+    Listing l = {0};
+    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: shardfit inspect FILE.h5\n"
+               "lists every dataset in the file with its shape and type, then\n"
+               "the attributes of its root group\n");
+        return SF_EXIT_OK;
+    }
+    if (argc != 2)
+        return sf_cli_usage_error("inspect", argc < 2 ? "missing FILE.h5"
+                                  : "inspect takes one file, got %d arguments",
+                                  argc - 1);
+    int rc = sf_dataset_visit(argv[1], add_dataset, &l, &err);
+    if (rc == 0 && l.failed) {
+        sf_error_set(&err, SF_EXIT_FAILURE, "out of memory");
+        rc = -1;
+    }
+    int attrs = 0;
+    if (rc == 0) {
+        print_listing(argv[1], &l);
+        rc = sf_dataset_visit_attrs(argv[1], print_attr, &attrs, &err);
+    }
+    for (size_t i = 0; i < l.n; i++)
+        free(l.rows[i].name);
+    free(l.rows);
+    return rc == 0 ? SF_EXIT_OK : sf_cli_report("inspect", &err);
+}
