@@ -12,6 +12,7 @@ static const char usage[] =
     "usage:\n"
     "  shardfit train CONFIG.ini [--set section.key=value ...]\n"
     "  shardfit convert idx IMAGES[.gz] LABELS[.gz] --out FILE.h5 --group /train\n"
+    "  shardfit convert csv FILE.csv --label-column K --out FILE.h5 --group /train\n"
     "  shardfit inspect FILE.h5\n"
     "  shardfit --help | --version\n"
     "\n"
