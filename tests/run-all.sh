@@ -30,6 +30,10 @@ LINES
 }
 
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# Open MPI leaks ~120 KB at exit: in a SANITIZE=1 build, LeakSanitizer would
+# fail every binary that starts MPI. Binaries without MPI keep leak checking.
+mpi_asan="${ASAN_OPTIONS:-detect_leaks=0}"
+
 for t in "$BUILD"/tests/test_*; do
     case "$t" in *.o|*.d) continue ;; esac
     [ -x "$t" ] || continue
@@ -38,7 +42,8 @@ for t in "$BUILD"/tests/test_*; do
     test_mpi_*)
         for np in 1 2 3; do
             echo "== $name on $np ranks"
-            CK_FORK=no timeout 300 scripts/mpirun-local.sh "$np" "$t" >"$tmp/out" 2>&1
+            ASAN_OPTIONS="$mpi_asan" CK_FORK=no timeout 300 \
+                scripts/mpirun-local.sh "$np" "$t" >"$tmp/out" 2>&1
             cat "$tmp/out"
             count_check "$tmp/out" "$name/np$np"
         done ;;
@@ -53,7 +58,7 @@ done
 for s in tests/cli_*.sh; do
     [ -f "$s" ] || continue
     echo "== $s"
-    timeout 600 sh "$s" >"$tmp/out" 2>&1
+    ASAN_OPTIONS="$mpi_asan" timeout 600 sh "$s" >"$tmp/out" 2>&1
     cat "$tmp/out"
     last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$tmp/out" | tail -n 1)
     if [ -z "$last" ]; then

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "shardfit/config.h"
+#include "testutil.h"
 
 /* Writes text to a fresh temp file; its name goes to path (>= 32 bytes). */
 static void write_temp(const char *text, char *path)
@@ -673,9 +674,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sf_test_run(config_suite());
 }

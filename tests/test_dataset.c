@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "shardfit/dataset.h"
+#include "testutil.h"
 
 static char tmpdir[64];
 
@@ -651,9 +652,5 @@ static Suite *dataset_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(dataset_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sf_test_run(dataset_suite());
 }

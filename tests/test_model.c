@@ -7,6 +7,7 @@
 
 #include "shardfit/model.h"
 #include "shardfit/rng.h"
+#include "testutil.h"
 
 #define ROWS 5
 
@@ -174,9 +175,5 @@ int main(void)
     tcase_add_test(tc, test_bad_layer_lists);
     tcase_add_test(tc, test_init_is_deterministic_and_scaled);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return sf_test_run(s);
 }

@@ -15,6 +15,7 @@
 #include "shardfit/dataset.h"
 #include "shardfit/rng.h"
 #include "shardfit/trainer.h"
+#include "testutil.h"
 
 #define N 203      /* not a multiple of the batch, nor of 2 or 3 ranks */
 #define NVAL 50
@@ -273,10 +274,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_validation_split_holds_out_the_tail);
     tcase_add_test(tc, test_bad_label_ends_every_rank);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = sf_test_run(s);
 
     sf_comm_barrier(world);
     if (sf_comm_rank(world) == 0) {
@@ -287,5 +285,5 @@ int main(int argc, char **argv)
         rmdir(logdir);
     }
     sf_comm_free(world);
-    return failed ? 1 : 0;
+    return status;
 }

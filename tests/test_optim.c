@@ -5,6 +5,7 @@
 
 #include "shardfit/optim.h"
 #include "shardfit/schedule.h"
+#include "testutil.h"
 
 static SfConfig base_config(SfOptimKind kind)
 {
@@ -114,9 +115,5 @@ int main(void)
     tcase_add_test(tc, test_clipping);
     tcase_add_test(tc, test_schedule_closed_forms);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return sf_test_run(s);
 }

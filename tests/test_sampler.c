@@ -5,6 +5,7 @@
 
 #include "shardfit/rng.h"
 #include "shardfit/sampler.h"
+#include "testutil.h"
 
 /* The Python generator in README.md gives these; if this fails, README and
  * code disagree about how an epoch's order is drawn. */
@@ -150,9 +151,5 @@ int main(void)
     tcase_add_test(tc, test_drop_last_skips_tail);
     tcase_add_test(tc, test_rng_counters);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return sf_test_run(s);
 }
