@@ -15,6 +15,7 @@
 #include "shardfit/optim.h"
 #include "shardfit/sampler.h"
 #include "shardfit/schedule.h"
+#include "shardfit/stopping.h"
 #include "trainer_internal.h"
 
 /* Opens the training and validation sets; 0 or -1 with err. */
@@ -122,11 +123,17 @@ static int allocate_buffers(SfTrainer *t, SfError *err)
     int64_t rows = t->slice_max > t->eval_rows ? t->slice_max : t->eval_rows;
     int64_t fsize = sf_shape_size(sf_loader_sample_shape(t->train));
     int64_t lw = sf_model_output_width(t->model);
+    int64_t np = sf_model_nparams(t->model);
     t->perm = malloc((size_t)t->n * sizeof *t->perm);
     t->x = malloc((size_t)(rows * fsize) * sizeof *t->x);
     t->classes = malloc((size_t)rows * sizeof *t->classes);
     t->values = malloc((size_t)(rows * lw) * sizeof *t->values);
-    if (!t->perm || !t->x || !t->classes || !t->values) {
+    t->history = calloc((size_t)t->cfg->train.epochs, sizeof *t->history);
+    t->result_params = malloc((size_t)np * sizeof(float));
+    if (t->cfg->stop.restore_best)
+        t->best_params = malloc((size_t)np * sizeof(float));
+    if (!t->perm || !t->x || !t->classes || !t->values || !t->history ||
+        !t->result_params || (t->cfg->stop.restore_best && !t->best_params)) {
         sf_error_set(err, SF_EXIT_FAILURE, "out of memory for batch buffers "
                      "(%lld rows of %lld features)", (long long)rows,
                      (long long)fsize);
@@ -160,12 +167,22 @@ static int setup_local(SfTrainer *t, SfError *err)
                      (long long)sf_shape_size(sf_loader_sample_shape(t->train)));
         return -1;
     }
+    SfMonitor mon = c->stop.monitor;
+    int stopping = c->stop.early_stopping || c->stop.target != 0.0;
+    if (stopping && (mon == SF_MONITOR_ACCURACY || mon == SF_MONITOR_VAL_ACCURACY) &&
+        !sf_loader_has_classes(t->train)) {
+        sf_error_set(err, SF_EXIT_INPUT, "stop.monitor = %s needs integer class "
+                     "labels; data.labels holds float targets (monitor a loss)",
+                     sf_config_monitor_name(mon));
+        return -1;
+    }
     if (!(t->optim = sf_optim_create(c, sf_model_nparams(t->model), err)))
         return -1;
     sf_model_init_params(t->model, c->model.init, c->train.seed);
     sf_schedule_init(&t->schedule, c, t->steps_per_epoch, t->total_steps);
     if (allocate_buffers(t, err))
         return -1;
+    sf_stopper_init(&t->stopper, c);
     return t->rank == 0 ? sf_trainer_open_log(t, err) : 0;
 }
 
@@ -326,6 +343,58 @@ static void teardown(SfTrainer *t)
     free(t->x);
     free(t->classes);
     free(t->values);
+    free(t->history);
+    free(t->result_params);
+    free(t->best_params);
+}
+
+/* After epoch e's metrics: keeps the best weights for restore_best and says
+ * whether a stopping rule ends the run (stopping.h). */
+static int should_stop(SfTrainer *t, SfTrainResult *res, const SfEpochMetrics *m)
+{
+    int improved;
+    SfStopDecision d = sf_stopper_update(&t->stopper, m->epoch,
+                                         sf_stopper_value(t->cfg, m), &improved);
+    if (improved && t->best_params)
+        memcpy(t->best_params, sf_model_params(t->model),
+               (size_t)sf_model_nparams(t->model) * sizeof(float));
+    res->best_epoch = t->stopper.best_epoch;
+    if (d == SF_STOP_EARLY) {
+        res->stopped_epoch = m->epoch;
+        snprintf(res->stop_reason, sizeof res->stop_reason,
+                 "early stopping at epoch %lld, best epoch %lld",
+                 (long long)m->epoch, (long long)t->stopper.best_epoch);
+    } else if (d == SF_STOP_TARGET) {
+        res->stopped_epoch = m->epoch;
+        snprintf(res->stop_reason, sizeof res->stop_reason,
+                 "target %s %s %g reached at epoch %lld, step %lld, after %.1fs",
+                 sf_config_monitor_name(t->cfg->stop.monitor),
+                 t->stopper.maximize ? ">=" : "<=", t->cfg->stop.target,
+                 (long long)m->epoch, (long long)m->step, sf_clock() - t->start);
+    }
+    return d != SF_STOP_CONTINUE;
+}
+
+/* The run's final weights: the best epoch's with restore_best (then
+ * evaluated again, so `final` describes the weights handed back). */
+static void finish(SfTrainer *t, SfTrainResult *res)
+{
+    const int64_t np = sf_model_nparams(t->model);
+    res->final = t->history[res->nhistory - 1];
+    if (t->best_params && t->stopper.best_epoch > 0) {
+        memcpy(sf_model_params(t->model), t->best_params, (size_t)np * sizeof(float));
+        res->restored_epoch = t->stopper.best_epoch;
+        res->final = t->history[t->stopper.best_epoch - 1];
+        evaluate(t, &res->final);
+    }
+    memcpy(t->result_params, sf_model_params(t->model), (size_t)np * sizeof(float));
+    res->params = t->result_params;
+    res->nparams = np;
+    t->result_params = NULL;
+    res->history = t->history;
+    t->history = NULL;
+    res->steps_done = t->step;
+    res->seconds = sf_clock() - t->start;
 }
 
 int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err)
@@ -337,18 +406,15 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
     int status = agree(&t, setup_local(&t, err), err);
     if (status)
         goto done;
-    if (!(res->history = calloc((size_t)cfg->train.epochs, sizeof *res->history))) {
-        sf_error_set(err, SF_EXIT_FAILURE, "out of memory for the history");
-        status = agree(&t, -1, err);
-        goto done;
-    }
     sf_trainer_print_start(&t);
-    double start = sf_clock();
-    res->stop_reason = "epochs done";
+    t.start = sf_clock();
+    snprintf(res->stop_reason, sizeof res->stop_reason, "epochs done");
     for (int64_t e = 0; e < cfg->train.epochs; e++) {
-        if (cfg->train.max_steps > 0 && t.step >= cfg->train.max_steps)
+        if (cfg->train.max_steps > 0 && t.step >= cfg->train.max_steps) {
+            snprintf(res->stop_reason, sizeof res->stop_reason, "max_steps reached");
             break;
-        SfEpochMetrics *m = &res->history[res->nhistory++];
+        }
+        SfEpochMetrics *m = &t.history[res->nhistory++];
         run_epoch(&t, e, m);
         if (agree(&t, sf_trainer_report_epoch(&t, m, err), err)) {
             status = err->code;
@@ -356,16 +422,12 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
         }
         if (m->steps_in_epoch == t.steps_per_epoch)
             res->epochs_done = e + 1;
+        else
+            snprintf(res->stop_reason, sizeof res->stop_reason, "max_steps reached");
+        if (should_stop(&t, res, m))
+            break;
     }
-    if (res->epochs_done < cfg->train.epochs)
-        res->stop_reason = "max_steps reached";
-    res->seconds = sf_clock() - start;
-    res->steps_done = t.step;
-    res->nparams = sf_model_nparams(t.model);
-    res->params = malloc((size_t)res->nparams * sizeof(float));
-    if (res->params)
-        memcpy(res->params, sf_model_params(t.model),
-               (size_t)res->nparams * sizeof(float));
+    finish(&t, res);
     sf_trainer_print_end(&t, res);
 done:
     teardown(&t);

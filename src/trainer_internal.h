@@ -12,6 +12,7 @@
 #include "shardfit/model.h"
 #include "shardfit/optim.h"
 #include "shardfit/schedule.h"
+#include "shardfit/stopping.h"
 #include "shardfit/trainer.h"
 
 typedef struct SfTrainer {
@@ -33,6 +34,11 @@ typedef struct SfTrainer {
     /* This epoch so far: allreduced sums, and this rank's phase times. */
     double sum_loss, sum_correct, sum_count;
     double time_data, time_compute, time_allreduce;
+    SfStopper stopper;
+    float *best_params;       /* restore_best: the best epoch's weights */
+    float *result_params;     /* handed to SfTrainResult at the end */
+    SfEpochMetrics *history;  /* one per epoch; handed to SfTrainResult */
+    double start;             /* clock when training began */
     SfProgressOut progress;
     char metrics_path[2 * SF_CONFIG_STR];
 } SfTrainer;

@@ -14,10 +14,6 @@ int sf_trainer_unsupported(const SfConfig *c, SfError *err)
     const char *what = NULL;
     if (c->data.loader == SF_LOADER_STREAM)
         what = "data.loader = stream";
-    else if (c->stop.early_stopping)
-        what = "stop.early_stopping";
-    else if (c->stop.target != 0.0)
-        what = "stop.target";
     else if (c->model.init_checkpoint[0])
         what = "model.init_checkpoint";
     else if (c->log.trace[0])
@@ -125,7 +121,7 @@ void sf_trainer_print_end(const SfTrainer *t, const SfTrainResult *res)
 {
     if (t->rank != 0 || res->nhistory == 0 || t->progress.mode == SF_PROGRESS_NONE)
         return;
-    const SfEpochMetrics *m = &res->history[res->nhistory - 1];
+    const SfEpochMetrics *m = &res->final;
     double samples = 0.0, seconds = 0.0;
     for (int64_t i = 0; i < res->nhistory; i++) {
         samples += (double)res->history[i].samples;
@@ -141,6 +137,8 @@ void sf_trainer_print_end(const SfTrainer *t, const SfTrainResult *res)
         printf(" val_loss %.4f", m->val_loss);
     if (m->has_val && m->has_accuracy)
         printf(" val_acc %.4f", m->val_accuracy);
+    if (res->restored_epoch)
+        printf(" (restored the weights of epoch %lld)", (long long)res->restored_epoch);
     printf("\n");
     fflush(stdout);
 }

@@ -49,7 +49,13 @@ static void write_data(void)
               sf_h5writer_write(w, "/val/x", SF_DTYPE_U8, 3, vdims, x + N * d, 0, &err) ||
               sf_h5writer_write(w, "/val/y", SF_DTYPE_I16, 1, &nv, y + N, 0, &err);
     y[BAD_ROW] = 7;
-    bad = bad || sf_h5writer_write(w, "/bad/y", SF_DTYPE_I16, 1, &n, y, 0, &err) ||
+    bad = bad || sf_h5writer_write(w, "/bad/y", SF_DTYPE_I16, 1, &n, y, 0, &err);
+    /* Labels unrelated to the images: a wide model can only memorize them,
+     * so validation loss soon rises (overfitting). */
+    for (int64_t i = 0; i < N + NVAL; i++)
+        y[i] = (int16_t)(sf_rng_at(key, (uint64_t)(1 << 20) + (uint64_t)i) % 3);
+    bad = bad || sf_h5writer_write(w, "/noise/y", SF_DTYPE_I16, 1, &n, y, 0, &err) ||
+          sf_h5writer_write(w, "/noise/val_y", SF_DTYPE_I16, 1, &nv, y + N, 0, &err) ||
           sf_h5writer_close(w, &err);
     if (bad)
         fprintf(stderr, "writing %s failed: %s\n", path, err.msg);
@@ -231,6 +237,51 @@ START_TEST(test_validation_split_holds_out_the_tail)
 }
 END_TEST
 
+/* Early stopping as Keras: patience epochs without improvement after the
+ * best; restore_best hands back the best epoch's weights. */
+START_TEST(test_early_stopping_restores_the_best_epoch)
+{
+    SfConfig c = config();
+    const char *sets[] = {"data.labels=/noise/y", "data.val_labels=/noise/val_y",
+                          "model.layers=dense:128 relu dense:3", "train.epochs=60",
+                          "train.batch_size=10", "optimizer.lr=0.1",
+                          "stop.early_stopping=true", "stop.patience=2",
+                          "stop.restore_best=true"};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        set(&c, sets[i]);
+    SfTrainResult r;
+    ck_assert_int_eq(train(&c, world, &r), 0);
+    ck_assert_msg(r.stopped_epoch > 1 && r.stopped_epoch < 60, "%s", r.stop_reason);
+    ck_assert_int_eq(r.stopped_epoch, r.best_epoch + 2);
+    ck_assert_int_eq(r.epochs_done, r.stopped_epoch);
+    ck_assert_int_eq(r.restored_epoch, r.best_epoch);
+    for (int64_t e = 0; e < r.nhistory; e++)
+        ck_assert(r.history[e].val_loss >= r.history[r.best_epoch - 1].val_loss);
+    /* Measured again on the restored weights: the best epoch's, exactly. */
+    ck_assert(r.final.val_loss == r.history[r.best_epoch - 1].val_loss);
+    ck_assert(r.final.val_loss < r.history[r.nhistory - 1].val_loss);
+    ck_assert(strncmp(r.stop_reason, "early stopping at epoch", 23) == 0);
+    sf_train_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_target_stops_when_reached)
+{
+    SfConfig c = config();
+    set(&c, "train.epochs=50");
+    set(&c, "stop.monitor=accuracy");
+    set(&c, "stop.target=0.6");
+    SfTrainResult r;
+    ck_assert_int_eq(train(&c, world, &r), 0);
+    ck_assert_msg(r.stopped_epoch >= 1 && r.stopped_epoch < 50, "%s", r.stop_reason);
+    ck_assert(r.history[r.stopped_epoch - 1].accuracy >= 0.6);
+    if (r.stopped_epoch > 1)
+        ck_assert(r.history[r.stopped_epoch - 2].accuracy < 0.6);
+    ck_assert(strncmp(r.stop_reason, "target accuracy >= 0.6 reached at epoch", 39) == 0);
+    sf_train_result_free(&r);
+}
+END_TEST
+
 /* A bad label on one rank's rows: every rank returns 2, only the rank that
  * found it carries the message, and nobody hangs. */
 START_TEST(test_bad_label_ends_every_rank)
@@ -272,6 +323,8 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_micro_batches_match);
     tcase_add_test(tc, test_batch_regimes);
     tcase_add_test(tc, test_validation_split_holds_out_the_tail);
+    tcase_add_test(tc, test_early_stopping_restores_the_best_epoch);
+    tcase_add_test(tc, test_target_stops_when_reached);
     tcase_add_test(tc, test_bad_label_ends_every_rank);
     suite_add_tcase(s, tc);
     int status = sf_test_run(s);

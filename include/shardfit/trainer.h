@@ -16,12 +16,21 @@
 #include "shardfit/metrics.h"
 
 typedef struct SfTrainResult {
-    int64_t epochs_done, steps_done;
+    int64_t epochs_done;      /* complete epochs */
+    int64_t steps_done;
     int64_t nparams;
     float *params;            /* final weights (malloc'd), same on every rank */
     int64_t nhistory;
     SfEpochMetrics *history;  /* one record per epoch run (malloc'd) */
-    const char *stop_reason;  /* "epochs done", "max_steps reached" */
+    SfEpochMetrics final;     /* metrics of the final weights: the last epoch's,
+                                 or with restore_best the best epoch's with
+                                 validation measured again after restoring */
+    int64_t best_epoch;       /* by stop.monitor (1-based; 0 if never) */
+    int64_t stopped_epoch;    /* epoch a stopping rule ended (0 if none) */
+    int64_t restored_epoch;   /* restore_best: whose weights these are */
+    char stop_reason[160];    /* "epochs done", "max_steps reached",
+                                 "early stopping at epoch 7, best epoch 5",
+                                 "target val_accuracy >= 0.9 reached at ..." */
     double seconds;
 } SfTrainResult;
 
