@@ -27,7 +27,9 @@ TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS))
 
 CFLAGS  ?= -O3 -g
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
+# -fno-math-errno: nothing reads errno after libm calls, and without it sqrtf
+# cannot be vectorized (the Adam update spent 3x longer than SGD's).
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -fno-math-errno \
            -Iinclude -MMD -MP $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
 LDLIBS  += -lz -lm

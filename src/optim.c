@@ -73,13 +73,14 @@ static void adam_step(SfOptim *o, float *p, const float *g, float scale,
     const double t = (double)o->t;
     const float step_size = (float)(lr / (1.0 - pow(b1, t)));
     const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
-    float *m = o->a, *v = o->b;
+    float *restrict m = o->a, *restrict v = o->b, *restrict w = p;
+    const float *restrict gr = g;
     for (int64_t i = 0; i < o->n; i++) {
-        p[i] *= decay;
-        float gi = g[i] * scale + wd * p[i];
+        w[i] *= decay;
+        float gi = gr[i] * scale + wd * w[i];
         m[i] = b1 * m[i] + (1.0f - b1) * gi;
         v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-        p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+        w[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
     }
 }
 
