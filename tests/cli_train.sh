@@ -93,6 +93,15 @@ expect_fail "value out of range" 2 "optimizer.momentum" "$tmp/c.ini" --set optim
 expect_fail "batch_size larger than N" 2 "larger than the 300 training samples" "$tmp/c.ini" --set train.batch_size=301
 expect_fail "layer list that does not parse" 2 "dense:x" "$tmp/c.ini" --set "model.layers=dense:16 relu dense:x"
 
+expect_fail "unknown optimizer" 2 "optimizer.name = 'adamm'" "$tmp/c.ini" --set optimizer.name=adamm
+expect_fail "unknown schedule" 2 "schedule.name = 'cosin'" "$tmp/c.ini" --set schedule.name=cosin
+expect_fail "negative lr" 2 "optimizer.lr" "$tmp/c.ini" --set optimizer.lr=-0.1
+expect_fail "non-finite lr" 2 "optimizer.lr" "$tmp/c.ini" --set optimizer.lr=inf
+expect_fail "beta outside [0, 1)" 2 "optimizer.beta2" "$tmp/c.ini" --set optimizer.beta2=1
+expect_fail "negative patience" 2 "stop.patience" "$tmp/c.ini" --set stop.patience=-1
+expect_fail "milestones not increasing" 2 "schedule.milestones" "$tmp/c.ini" --set schedule.name=multistep --set schedule.milestones=5,3
+expect_fail "accuracy monitor needs class labels" 2 "stop.monitor = accuracy needs integer class labels" "$tmp/c.ini" --set data.labels=/train/features --set data.val_labels=/val/features --set model.loss=mse --set "model.layers=dense:8 relu dense:4" --set stop.target=0.9 --set stop.monitor=accuracy
+
 printf '[train]\nepochs = 2\nbatchsize = 4\n' > "$tmp/typo.ini"
 expect_fail "unknown key in the file names the line" 2 "typo.ini:3" "$tmp/typo.ini"
 

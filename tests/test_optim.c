@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "shardfit/optim.h"
+#include "shardfit/sampler.h"
 #include "shardfit/schedule.h"
 #include "testutil.h"
 
@@ -106,6 +107,59 @@ START_TEST(test_schedule_closed_forms)
 }
 END_TEST
 
+/* Every schedule against its closed form at the first step, a warmup
+ * boundary, a middle step and the last step, with steps per epoch taken from
+ * a partial last batch (N 1050, B 100: 11) and from drop_last (10). */
+START_TEST(test_schedules_with_partial_batches)
+{
+    const double pi = 3.14159265358979323846;
+    for (int drop = 0; drop <= 1; drop++) {
+        const int64_t E = sf_sampler_steps(1050, 100, drop), T = 5 * E;
+        ck_assert_int_eq(E, drop ? 10 : 11);
+        SfConfig c = base_config(SF_OPTIM_SGD);
+        SfSchedule s;
+        c.schedule.warmup_epochs = 1.0; /* W = E steps */
+        c.schedule.name = SF_SCHED_STEP;
+        c.schedule.step_epochs = 2.0;   /* decay every 2E steps */
+        sf_schedule_init(&s, &c, E, T);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, 0), 0.1 / (double)E, 1e-12);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, E - 1), 0.1, 1e-12);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, 2 * E - 1), 0.1, 1e-12);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, 2 * E), 0.01, 1e-12);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, T - 1), 0.001, 1e-12);
+
+        c.schedule.name = SF_SCHED_EXPONENTIAL;
+        c.schedule.gamma = 0.5;
+        sf_schedule_init(&s, &c, E, T);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, E), 0.05, 1e-12);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, 3 * E / 2),
+                                0.1 * pow(0.5, (double)(3 * E / 2) / (double)E), 1e-12);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, T - 1),
+                                0.1 * pow(0.5, (double)(T - 1) / (double)E), 1e-12);
+
+        c.schedule.name = SF_SCHED_COSINE;
+        c.schedule.min_lr = 0.001;
+        sf_schedule_init(&s, &c, E, T);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, 0), 0.1 / (double)E, 1e-12);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, E - 1), 0.1, 1e-12);
+        int64_t mid = E + (T - 1 - E) / 2;
+        double expect = 0.001 + 0.099 * 0.5 *
+                        (1.0 + cos(pi * (double)(mid - E) / (double)(T - 1 - E)));
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, mid), expect, 1e-12);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, T - 1), 0.001, 1e-12);
+
+        c.schedule.name = SF_SCHED_MULTISTEP;
+        c.schedule.warmup_epochs = 0.0;
+        c.schedule.gamma = 0.1;
+        c.schedule.milestones[0] = 3;
+        c.schedule.n_milestones = 1;
+        sf_schedule_init(&s, &c, E, T);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, 3 * E - 1), 0.1, 1e-12);
+        ck_assert_double_eq_tol(sf_schedule_lr(&s, 3 * E), 0.01, 1e-12);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("optim");
@@ -114,6 +168,7 @@ int main(void)
     tcase_add_test(tc, test_adam_and_adamw_first_steps);
     tcase_add_test(tc, test_clipping);
     tcase_add_test(tc, test_schedule_closed_forms);
+    tcase_add_test(tc, test_schedules_with_partial_batches);
     suite_add_tcase(s, tc);
     return sf_test_run(s);
 }
