@@ -252,3 +252,10 @@ int64_t sf_loader_fetch(SfLoader *l, const int64_t *ids, int64_t count,
     }
     return len;
 }
+
+void sf_loader_prefetch(SfLoader *l, const int64_t *ids, int64_t count)
+{
+    (void)l;
+    (void)ids;
+    (void)count;
+}

@@ -95,6 +95,7 @@ void sf_optim_step(SfOptim *o, float *params, const float *grads, float scale,
 }
 
 int64_t sf_optim_steps(const SfOptim *o) { return o->t; }
+void sf_optim_set_steps(SfOptim *o, int64_t t) { o->t = t; }
 
 float *sf_optim_state(SfOptim *o, const char *name)
 {

@@ -208,6 +208,11 @@ static void train_step(SfTrainer *t, int64_t s)
 
     double t0 = sf_clock();
     sf_loader_fetch(t->train, t->perm + start, count, t->x, t->classes, t->values);
+    if (s + 1 < t->steps_per_epoch) {
+        int64_t next_start, next_count;
+        sf_sampler_batch(t->n, t->batch, s + 1, &next_start, &next_count);
+        sf_loader_prefetch(t->train, t->perm + next_start, next_count);
+    }
     double t1 = sf_clock();
 
     /* Gradient accumulation: micro-batches add into one gradient block. */

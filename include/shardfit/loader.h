@@ -60,6 +60,11 @@ int sf_loader_check_classes(const SfLoader *l, int64_t classes, SfError *err);
 int64_t sf_loader_fetch(SfLoader *l, const int64_t *ids, int64_t count,
                         float *x, int32_t *classes, float *values);
 
+/* Tells the loader which batch comes next, so a loader that reads from the
+ * file (stream) can start reading it in the background while this step
+ * computes. Same arguments as fetch; shard and replicate ignore it. */
+void sf_loader_prefetch(SfLoader *l, const int64_t *ids, int64_t count);
+
 /* This rank's evaluation block of the set: [*off, *off + *len). */
 void sf_loader_block(const SfLoader *l, int64_t *off, int64_t *len);
 

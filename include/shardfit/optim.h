@@ -30,6 +30,10 @@ void sf_optim_step(SfOptim *o, float *params, const float *grads, float scale,
 /* Steps taken so far (PyTorch's state['step']). */
 int64_t sf_optim_steps(const SfOptim *o);
 
+/* Restores the step count (resuming from a checkpoint); the state blocks
+ * are restored through sf_optim_state. */
+void sf_optim_set_steps(SfOptim *o, int64_t t);
+
 /* State blocks by name ("momentum", "m", "v"), n floats each, or NULL when
  * this optimizer has no such state. For checkpoints. */
 float *sf_optim_state(SfOptim *o, const char *name);
