@@ -1,6 +1,8 @@
 /* h5util.c: helpers shared by the HDF5 gateway files (see h5util.h). */
 #include "h5util.h"
 
+#include <pthread.h>
+
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
@@ -221,4 +223,29 @@ cleanup:
     if (space >= 0)
         H5Sclose(space);
     return r;
+}
+
+/* The one piece of process-wide state in shardfit, because the HDF5 library
+ * it guards is itself process-wide. */
+static pthread_mutex_t h5_mutex;
+static pthread_once_t h5_mutex_once = PTHREAD_ONCE_INIT;
+
+static void h5_mutex_init(void)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&h5_mutex, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
+void sf_h5_lock(void)
+{
+    pthread_once(&h5_mutex_once, h5_mutex_init);
+    pthread_mutex_lock(&h5_mutex);
+}
+
+void sf_h5_unlock(void)
+{
+    pthread_mutex_unlock(&h5_mutex);
 }

@@ -19,6 +19,14 @@
  * is closed explicitly, so nothing is lost. */
 void sf_h5_init(void);
 
+/* Debian's parallel HDF5 is not built thread-safe: only one thread may be
+ * inside the library at a time. Every public function of the HDF5 gateway
+ * files (dataset, writer, visit, checkpoint) that may run while another
+ * thread uses HDF5 (the stream loader's reader) holds this process-wide lock
+ * around its HDF5 calls. Recursive, so a locked function may call another. */
+void sf_h5_lock(void);
+void sf_h5_unlock(void);
+
 /* The innermost message of the current HDF5 error stack (the most specific
  * one), copied into buf; "" if the stack is empty. An errno text in it is
  * kept and the rest of HDF5's long form dropped: "file write failed: File
