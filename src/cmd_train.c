@@ -46,6 +46,9 @@ int sf_cmd_train(int argc, char **argv)
     if (status) {
         if (sf_comm_rank(comm) == first)
             sf_cli_report("train", &err);
+    } else if (sf_comm_set_timeout(comm, cfg.comm.timeout)) {
+        fprintf(stderr, "shardfit train: error: cannot start the comm.timeout watchdog\n");
+        sf_comm_abort(comm, SF_EXIT_FAILURE);
     } else {
         SfTrainResult res;
         status = sf_train(&cfg, comm, &res, &err);

@@ -2,13 +2,79 @@
 #include "shardfit/comm.h"
 
 #include <mpi.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+
+#include "shardfit/error.h"
+
+/* The collectives, for the watchdog's message. */
+typedef enum { OP_NONE, OP_AGREE, OP_BCAST, OP_ALLREDUCE, OP_ALLTOALLV,
+               OP_BARRIER, OP_ALLGATHER } CommOp;
+static const char *const op_names[] = {"", "status agreement", "broadcast",
+                                       "allreduce", "alltoallv", "barrier",
+                                       "allgather"};
 
 struct SfComm {
     MPI_Comm comm;
     int rank, size;
     int owns_mpi; /* the world handle finalizes MPI when freed */
+    /* Watchdog: busy_since is the monotonic time (ns) the current
+     * collective began, 0 outside collectives; written by the main thread,
+     * read by the watchdog thread. */
+    double timeout;
+    pthread_t watchdog;
+    int has_watchdog;
+    atomic_int quit, op;
+    atomic_llong busy_since, epoch, step;
 };
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void watch_begin(SfComm *c, CommOp op)
+{
+    atomic_store_explicit(&c->op, (int)op, memory_order_relaxed);
+    atomic_store_explicit(&c->busy_since, now_ns(), memory_order_release);
+}
+
+static void watch_end(SfComm *c)
+{
+    atomic_store_explicit(&c->busy_since, 0, memory_order_release);
+}
+
+/* Wakes a few times per timeout; past the deadline it names what waited
+ * and ends the job. MPI_Abort from this thread is allowed because MPI runs
+ * at MPI_THREAD_MULTIPLE (measured: no cost on the allreduce here). */
+static void *watchdog_main(void *arg)
+{
+    SfComm *c = arg;
+    double tick = c->timeout / 10.0 < 0.2 ? c->timeout / 10.0 : 0.2;
+    struct timespec nap = {(time_t)tick, (long)((tick - (double)(time_t)tick) * 1e9)};
+    while (!atomic_load(&c->quit)) {
+        nanosleep(&nap, NULL);
+        long long since = atomic_load_explicit(&c->busy_since, memory_order_acquire);
+        if (!since)
+            continue;
+        double waited = (double)(now_ns() - since) * 1e-9;
+        if (waited <= c->timeout)
+            continue;
+        fprintf(stderr, "shardfit: error: rank %d: %s at step %lld (epoch %lld) "
+                "has waited %.1f s, longer than comm.timeout = %g s: another "
+                "rank has stopped, stalled or died; ending the job\n", c->rank,
+                op_names[atomic_load(&c->op)], (long long)atomic_load(&c->step),
+                (long long)atomic_load(&c->epoch), waited, c->timeout);
+        fflush(stderr);
+        MPI_Abort(c->comm, SF_EXIT_FAILURE);
+    }
+    return NULL;
+}
 
 static SfComm *wrap(MPI_Comm comm, int owns_mpi)
 {
@@ -24,19 +90,43 @@ static SfComm *wrap(MPI_Comm comm, int owns_mpi)
 
 SfComm *sf_comm_init(int *argc, char ***argv)
 {
-    int started = 0;
+    int started = 0, provided;
     MPI_Initialized(&started);
-    if (!started && MPI_Init(argc, argv) != MPI_SUCCESS)
+    if (!started &&
+        MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
         return NULL;
     return wrap(MPI_COMM_WORLD, !started);
 }
 
 SfComm *sf_comm_self(void) { return wrap(MPI_COMM_SELF, 0); }
 
+int sf_comm_set_timeout(SfComm *c, double seconds)
+{
+    int provided;
+    MPI_Query_thread(&provided);
+    if (c->size == 1 || c->has_watchdog || provided < MPI_THREAD_MULTIPLE)
+        return 0;
+    c->timeout = seconds;
+    if (pthread_create(&c->watchdog, NULL, watchdog_main, c))
+        return -1;
+    c->has_watchdog = 1;
+    return 0;
+}
+
+void sf_comm_set_position(SfComm *c, int64_t epoch, int64_t step)
+{
+    atomic_store_explicit(&c->epoch, epoch, memory_order_relaxed);
+    atomic_store_explicit(&c->step, step, memory_order_relaxed);
+}
+
 void sf_comm_free(SfComm *c)
 {
     if (!c)
         return;
+    if (c->has_watchdog) {
+        atomic_store(&c->quit, 1);
+        pthread_join(c->watchdog, NULL);
+    }
     if (c->owns_mpi)
         MPI_Finalize();
     free(c);
@@ -49,7 +139,9 @@ int sf_comm_agree(SfComm *c, int status, int *first_rank)
 {
     /* MAXLOC picks the largest status and, among equals, the lowest rank. */
     struct { int value, rank; } in = {status, c->rank}, out;
+    watch_begin(c, OP_AGREE);
     MPI_Allreduce(&in, &out, 1, MPI_2INT, MPI_MAXLOC, c->comm);
+    watch_end(c);
     if (first_rank)
         *first_rank = out.value ? out.rank : -1;
     return out.value;
@@ -57,35 +149,84 @@ int sf_comm_agree(SfComm *c, int status, int *first_rank)
 
 void sf_comm_bcast_i64(SfComm *c, int64_t *buf, int64_t n, int root)
 {
+    watch_begin(c, OP_BCAST);
     MPI_Bcast(buf, (int)n, MPI_INT64_T, root, c->comm);
+    watch_end(c);
 }
 
 void sf_comm_allreduce_sum_f32(SfComm *c, float *buf, int64_t n)
 {
+    watch_begin(c, OP_ALLREDUCE);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, c->comm);
+    watch_end(c);
 }
 
 void sf_comm_allreduce_sum_f64(SfComm *c, double *buf, int64_t n)
 {
+    watch_begin(c, OP_ALLREDUCE);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm);
+    watch_end(c);
 }
 
 void sf_comm_allreduce_max_f64(SfComm *c, double *buf, int64_t n)
 {
+    watch_begin(c, OP_ALLREDUCE);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_MAX, c->comm);
+    watch_end(c);
 }
 
 void sf_comm_alltoallv(SfComm *c, const void *send, const int *scount,
                        const int *sdispl, void *recv, const int *rcount,
                        const int *rdispl)
 {
+    watch_begin(c, OP_ALLTOALLV);
     MPI_Alltoallv(send, scount, sdispl, MPI_BYTE, recv, rcount, rdispl,
                   MPI_BYTE, c->comm);
+    watch_end(c);
 }
 
-void sf_comm_barrier(SfComm *c) { MPI_Barrier(c->comm); }
+void sf_comm_barrier(SfComm *c)
+{
+    watch_begin(c, OP_BARRIER);
+    MPI_Barrier(c->comm);
+    watch_end(c);
+}
+
+void sf_comm_allgather_u64(SfComm *c, uint64_t value, uint64_t *all)
+{
+    watch_begin(c, OP_ALLGATHER);
+    MPI_Allgather(&value, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, c->comm);
+    watch_end(c);
+}
 
 void sf_comm_abort(SfComm *c, int status)
 {
     MPI_Abort(c ? c->comm : MPI_COMM_WORLD, status);
+}
+
+static uint64_t fnv1a(const void *buf, size_t bytes)
+{
+    const unsigned char *p = buf;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < bytes; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+int sf_comm_count_drifted(SfComm *c, const void *buf, size_t bytes, int *bad,
+                          int max)
+{
+    uint64_t *all = malloc((size_t)c->size * sizeof *all);
+    if (!all)
+        sf_comm_abort(c, SF_EXIT_FAILURE); /* a few bytes per rank */
+    sf_comm_allgather_u64(c, fnv1a(buf, bytes), all);
+    int n = 0;
+    for (int r = 1; r < c->size; r++)
+        if (all[r] != all[0]) {
+            if (bad && n < max)
+                bad[n] = r;
+            n++;
+        }
+    free(all);
+    return n;
 }

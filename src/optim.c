@@ -47,25 +47,33 @@ void sf_optim_free(SfOptim *o)
     free(o);
 }
 
-static void sgd_step(SfOptim *o, float *p, const float *g, float scale, float lr)
+/* The update loops also sum d * 0: zero for finite d, NaN once any value is
+ * infinite or NaN. It vectorizes, unlike isfinite, and so costs nothing in
+ * these memory-bound loops. */
+static float sgd_step(SfOptim *o, float *p, const float *g, float scale, float lr)
 {
     const float m = o->momentum, wd = o->weight_decay;
-    float *v = o->a;
+    float *v = o->a, bad = 0.0f;
     if (!v) {
-        for (int64_t i = 0; i < o->n; i++)
-            p[i] -= lr * (g[i] * scale + wd * p[i]);
-        return;
+        for (int64_t i = 0; i < o->n; i++) {
+            float d = g[i] * scale + wd * p[i];
+            bad += d * 0.0f;
+            p[i] -= lr * d;
+        }
+        return bad;
     }
     for (int64_t i = 0; i < o->n; i++) {
         float d = g[i] * scale + wd * p[i];
         v[i] = m * v[i] + d;
         d = o->nesterov ? d + m * v[i] : v[i];
+        bad += d * 0.0f;
         p[i] -= lr * d;
     }
+    return bad;
 }
 
-static void adam_step(SfOptim *o, float *p, const float *g, float scale,
-                      double lr, int decoupled)
+static float adam_step(SfOptim *o, float *p, const float *g, float scale,
+                       double lr, int decoupled)
 {
     const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
     const float wd = decoupled ? 0.0f : o->weight_decay;
@@ -75,23 +83,26 @@ static void adam_step(SfOptim *o, float *p, const float *g, float scale,
     const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
     float *restrict m = o->a, *restrict v = o->b, *restrict w = p;
     const float *restrict gr = g;
+    float bad = 0.0f;
     for (int64_t i = 0; i < o->n; i++) {
         w[i] *= decay;
         float gi = gr[i] * scale + wd * w[i];
         m[i] = b1 * m[i] + (1.0f - b1) * gi;
         v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
         w[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+        bad += w[i] * 0.0f;
     }
+    return bad;
 }
 
-void sf_optim_step(SfOptim *o, float *params, const float *grads, float scale,
-                   double lr)
+int sf_optim_step(SfOptim *o, float *params, const float *grads, float scale,
+                  double lr)
 {
     o->t++;
-    if (o->kind == SF_OPTIM_SGD)
-        sgd_step(o, params, grads, scale, (float)lr);
-    else
-        adam_step(o, params, grads, scale, lr, o->kind == SF_OPTIM_ADAMW);
+    float bad = o->kind == SF_OPTIM_SGD
+                    ? sgd_step(o, params, grads, scale, (float)lr)
+                    : adam_step(o, params, grads, scale, lr, o->kind == SF_OPTIM_ADAMW);
+    return bad == 0.0f ? 0 : -1;
 }
 
 int64_t sf_optim_steps(const SfOptim *o) { return o->t; }

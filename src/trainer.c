@@ -196,8 +196,10 @@ static void draw_permutation(SfTrainer *t, int64_t epoch)
 }
 
 /* One optimizer step on global batch s; adds the step's allreduced sums and
- * phase times to the epoch's running totals in t. */
-static void train_step(SfTrainer *t, int64_t s)
+ * phase times to the epoch's running totals in t. Returns -1 when training
+ * diverged (t->diverged says how): every rank sees the same allreduced loss
+ * and gradient, so every rank returns -1 at the same step. */
+static int train_step(SfTrainer *t, int64_t s)
 {
     int64_t start, count, off, len;
     sf_sampler_batch(t->n, t->batch, s, &start, &count);
@@ -236,6 +238,10 @@ static void train_step(SfTrainer *t, int64_t s)
 
     sf_comm_allreduce_sum_f32(t->comm, g, np + SF_MODEL_GRAD_TAIL);
     double t3 = sf_clock();
+    if (!isfinite(g[np])) {
+        t->diverged = "the loss is not finite";
+        return -1;
+    }
 
     /* SPEC §2: the mean gradient over the global batch, whatever the slices. */
     float scale = 1.0f / g[np + 2];
@@ -243,7 +249,10 @@ static void train_step(SfTrainer *t, int64_t s)
     if (clip > 0.0)
         scale = sf_optim_clip_scale(scale, sf_optim_grad_norm(g, np, scale), clip);
     t->lr = sf_schedule_lr(&t->schedule, t->step);
-    sf_optim_step(t->optim, sf_model_params(t->model), g, scale, t->lr);
+    if (sf_optim_step(t->optim, sf_model_params(t->model), g, scale, t->lr)) {
+        t->diverged = "the gradient or the updated weights are not finite";
+        return -1;
+    }
     double t4 = sf_clock();
 
     t->sum_loss += g[np];
@@ -253,6 +262,7 @@ static void train_step(SfTrainer *t, int64_t s)
     t->time_compute += (t2 - t1) + (t4 - t3);
     t->time_allreduce += t3 - t2;
     t->step++;
+    return 0;
 }
 
 /* Each rank evaluates its block of the validation set; sums are allreduced,
@@ -282,8 +292,9 @@ static void evaluate(SfTrainer *t, SfEpochMetrics *m)
     m->eval_seconds = sf_clock() - t0;
 }
 
-/* Runs epoch e (0-based) up to its end or max_steps; fills m. */
-static void run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m)
+/* Runs epoch e (0-based) up to its end or max_steps; fills m. Returns -1
+ * if training diverged (on every rank alike). */
+static int run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m)
 {
     const SfConfig *c = t->cfg;
     double start = sf_clock();
@@ -294,7 +305,9 @@ static void run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m)
     for (; s < t->steps_per_epoch; s++) {
         if (c->train.max_steps > 0 && t->step >= c->train.max_steps)
             break;
-        train_step(t, s);
+        sf_comm_set_position(t->comm, e + 1, t->step + 1);
+        if (train_step(t, s))
+            return -1;
         if (t->rank == 0)
             sf_progress_step(&t->progress, e + 1, c->train.epochs, s + 1,
                              t->steps_per_epoch, t->sum_loss / t->sum_count,
@@ -318,6 +331,7 @@ static void run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m)
     m->data_seconds = t->time_data;
     evaluate(t, m);
     m->seconds = sf_clock() - start;
+    return 0;
 }
 
 /* Agrees on a local status; keeps the message only on the first failing
@@ -351,6 +365,33 @@ static void teardown(SfTrainer *t)
     free(t->history);
     free(t->result_params);
     free(t->best_params);
+}
+
+/* Every rank must hold the same weights (SPEC §2.5). Compared at every
+ * epoch end, by one small allgather; the answer is the same on all ranks, so
+ * all stop together. Only rank 0 keeps the message. */
+static int check_replicas(SfTrainer *t, int64_t epoch, SfError *err)
+{
+    int bad[8];
+    int n = sf_comm_count_drifted(t->comm, sf_model_params(t->model),
+                                  (size_t)sf_model_nparams(t->model) * sizeof(float),
+                                  bad, 8);
+    if (!n)
+        return 0;
+    if (t->rank != 0) {
+        err->code = SF_EXIT_FAILURE;
+        return -1;
+    }
+    char list[128] = "";
+    for (int i = 0, used = 0; i < n && i < 8; i++)
+        used += snprintf(list + used, sizeof list - (size_t)used, "%s%d",
+                         i ? ", " : "", bad[i]);
+    sf_error_set(err, SF_EXIT_FAILURE, "replica drift after epoch %lld: rank%s "
+                 "%s%s hold%s weights that differ from rank 0's. This is a bug "
+                 "or silent memory corruption, never expected: please report it",
+                 (long long)epoch, n > 1 ? "s" : "", list, n > 8 ? ", ..." : "",
+                 n > 1 ? "" : "s");
+    return -1;
 }
 
 /* After epoch e's metrics: keeps the best weights for restore_best and says
@@ -420,7 +461,23 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
             break;
         }
         SfEpochMetrics *m = &t.history[res->nhistory++];
-        run_epoch(&t, e, m);
+        if (run_epoch(&t, e, m)) {
+            /* Every rank diverged at the same step: one message, from rank 0. */
+            status = SF_EXIT_FAILURE;
+            if (t.rank == 0)
+                sf_error_set(err, status, "training diverged in epoch %lld at "
+                             "optimizer step %lld: %s. Lower optimizer.lr, or "
+                             "set optimizer.clip_norm; no checkpoint was "
+                             "written from this state", (long long)(e + 1),
+                             (long long)(t.step + 1), t.diverged);
+            else
+                err->code = status;
+            goto done;
+        }
+        if (check_replicas(&t, e + 1, err)) {
+            status = err->code;
+            goto done;
+        }
         if (agree(&t, sf_trainer_report_epoch(&t, m, err), err)) {
             status = err->code;
             goto done;

@@ -39,6 +39,7 @@ typedef struct SfTrainer {
     float *result_params;     /* handed to SfTrainResult at the end */
     SfEpochMetrics *history;  /* one per epoch; handed to SfTrainResult */
     double start;             /* clock when training began */
+    const char *diverged;     /* why training diverged, if it did */
     SfProgressOut progress;
     char metrics_path[2 * SF_CONFIG_STR];
 } SfTrainer;

@@ -282,6 +282,24 @@ START_TEST(test_target_stops_when_reached)
 }
 END_TEST
 
+/* The replica check names exactly the ranks whose bytes differ. */
+START_TEST(test_replica_check_names_drifted_ranks)
+{
+    float w[64];
+    for (int i = 0; i < 64; i++)
+        w[i] = (float)i;
+    int bad[4] = {-1, -1, -1, -1};
+    ck_assert_int_eq(sf_comm_count_drifted(world, w, sizeof w, bad, 4), 0);
+    int rank = sf_comm_rank(world), p = sf_comm_size(world);
+    if (rank == p - 1 && p > 1)
+        w[17] = nextafterf(w[17], 100.0f); /* one bit, on the last rank */
+    int n = sf_comm_count_drifted(world, w, sizeof w, bad, 4);
+    ck_assert_int_eq(n, p > 1 ? 1 : 0);
+    if (p > 1)
+        ck_assert_int_eq(bad[0], p - 1);
+}
+END_TEST
+
 /* A bad label on one rank's rows: every rank returns 2, only the rank that
  * found it carries the message, and nobody hangs. */
 START_TEST(test_bad_label_ends_every_rank)
@@ -325,6 +343,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_validation_split_holds_out_the_tail);
     tcase_add_test(tc, test_early_stopping_restores_the_best_epoch);
     tcase_add_test(tc, test_target_stops_when_reached);
+    tcase_add_test(tc, test_replica_check_names_drifted_ranks);
     tcase_add_test(tc, test_bad_label_ends_every_rank);
     suite_add_tcase(s, tc);
     int status = sf_test_run(s);

@@ -22,6 +22,18 @@ SfComm *sf_comm_init(int *argc, char ***argv);
  * run the same trainer on 1 rank inside a multi-rank job. Not collective. */
 SfComm *sf_comm_self(void);
 
+/* Puts a deadline on every collective of c (comm.timeout): a watchdog
+ * thread ends the whole job (MPI_Abort, exit status 1) when one has waited
+ * longer than seconds, after printing which operation, at which step, on
+ * which rank. A stopped, stalled or dead peer so ends the job instead of
+ * hanging it. The cost on the hot path is two atomic stores per collective.
+ * No-op on a one-rank comm. 0, or -1 if the thread cannot start. */
+int sf_comm_set_timeout(SfComm *c, double seconds);
+
+/* What the watchdog's message names: the epoch and the optimizer step
+ * being computed, both 1-based. Cheap: call it every step. */
+void sf_comm_set_position(SfComm *c, int64_t epoch, int64_t step);
+
 /* Frees a handle; the world's free also finalizes MPI. NULL is fine. */
 void sf_comm_free(SfComm *c);
 
@@ -45,6 +57,16 @@ void sf_comm_alltoallv(SfComm *c, const void *send, const int *scount,
                        const int *rdispl);
 
 void sf_comm_barrier(SfComm *c);
+
+/* Every rank's value, in rank order, into all (size entries). */
+void sf_comm_allgather_u64(SfComm *c, uint64_t value, uint64_t *all);
+
+/* Whether every rank holds the same bytes in buf: one allgather of a 64-bit
+ * hash (FNV-1a). Returns how many ranks differ from rank 0, listing the
+ * first max of them in bad (may be NULL); every rank gets the same answer.
+ * A guard against bugs and silent corruption: replicas must never drift. */
+int sf_comm_count_drifted(SfComm *c, const void *buf, size_t bytes, int *bad,
+                          int max);
 
 /* Ends every rank of the job now with the given exit status (not collective). */
 void sf_comm_abort(SfComm *c, int status);

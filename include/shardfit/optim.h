@@ -23,9 +23,11 @@ void sf_optim_free(SfOptim *o); /* NULL is fine */
 
 /* One update of params (n) from the gradient grads (n) times scale, at
  * learning rate lr. The scale (1 / global count, times any clipping
- * coefficient) is applied inside the update, sparing a pass over memory. */
-void sf_optim_step(SfOptim *o, float *params, const float *grads, float scale,
-                   double lr);
+ * coefficient) is applied inside the update, sparing a pass over memory.
+ * Returns -1 if a gradient or updated value was not finite (divergence; the
+ * parameters are then spoiled and the run must stop), else 0. */
+int sf_optim_step(SfOptim *o, float *params, const float *grads, float scale,
+                  double lr);
 
 /* Steps taken so far (PyTorch's state['step']). */
 int64_t sf_optim_steps(const SfOptim *o);
