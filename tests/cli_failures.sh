@@ -1,0 +1,94 @@
+#!/bin/sh
+# cli_failures.sh: how a job ends when something goes wrong mid-run. Real
+# mpirun jobs; each check looks at the exit status, the message, and how long
+# the job took to end (bounds generous enough for a loaded machine).
+# Ends with "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+SF="$(pwd)/$BUILD/shardfit"
+RUN="$(pwd)/scripts/mpirun-local.sh"
+tmp=$(mktemp -d)
+trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+passed=0; failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1"; sed 's/^/     | /' "$tmp/out" | tail -n 12; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+within() { awk -v t="$1" -v m="$2" 'BEGIN { exit !(t <= m) }'; }
+
+# A run long enough to interrupt: 20000 rows, 200 epochs.
+awk 'BEGIN { srand(5); print "a,b,c,d,label";
+    for (i = 0; i < 20000; i++) { a = rand(); b = rand(); c = rand(); d = rand();
+        printf "%.4f,%.4f,%.4f,%.4f,%d\n", a, b, c, d, (a + b > c + d) } }' > "$tmp/d.csv"
+"$SF" convert csv "$tmp/d.csv" --label-column label --out "$tmp/d.h5" --group /train > /dev/null
+cat > "$tmp/c.ini" <<INI
+[data]
+path = $tmp/d.h5
+features = /train/features
+labels = /train/labels
+[model]
+layers = dense:256 relu dense:256 relu dense:2
+[train]
+epochs = 200
+batch_size = 32
+[log]
+dir = $tmp/run
+progress = none
+INI
+
+# start_job NP ARGS...: runs the job in the background; sets job (mpirun's
+# pid) and waits until its ranks are training.
+start_job() {
+    np=$1; shift
+    "$RUN" "$np" "$SF" train "$tmp/c.ini" "$@" > "$tmp/out" 2>&1 &
+    job=$!
+    sleep 3
+}
+
+# wait_job LIMIT: waits up to LIMIT seconds for the job; sets status, took.
+wait_job() {
+    t0=$(now)
+    while kill -0 "$job" 2>/dev/null; do
+        if ! within "$(elapsed "$t0" "$(now)")" "$1"; then
+            kill -9 "$job"; status=124; took=$(elapsed "$t0" "$(now)"); return
+        fi
+        sleep 0.1
+    done
+    wait "$job"; status=$?
+    took=$(elapsed "$t0" "$(now)")
+}
+
+# A rank killed mid-epoch: the job ends within 15 s, non-zero, naming it.
+start_job 3
+victim=$(pgrep -P "$job" shardfit | sed -n 2p)
+kill -9 "$victim"
+wait_job 30
+echo "     (kill -9 of a rank: the job ended after ${took}s, status $status)"
+if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
+   grep -q "rank 1 .*exited on signal 9" "$tmp/out"
+then ok "a killed rank ends the job"; else bad "a killed rank ends the job"; fi
+
+# A stopped rank: the other ranks' collective deadline ends the job.
+start_job 2 --set comm.timeout=3
+victim=$(pgrep -P "$job" shardfit | sed -n 2p)
+kill -STOP "$victim"
+wait_job 60
+echo "     (SIGSTOP of a rank, comm.timeout 3: the job ended after ${took}s, status $status)"
+if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
+   grep -q "rank 0: allreduce at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s" "$tmp/out"
+then ok "a stopped rank ends the job after comm.timeout"; else bad "a stopped rank ends the job after comm.timeout"; fi
+
+# Divergence: every rank stops at the same step, one message, status 1.
+for np in 1 3; do
+    t0=$(now)
+    timeout 60 "$RUN" "$np" "$SF" train "$tmp/c.ini" --set optimizer.lr=1e30 > "$tmp/out" 2>&1
+    status=$?
+    took=$(elapsed "$t0" "$(now)")
+    if [ "$status" -eq 1 ] && [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] &&
+       grep -q "training diverged in epoch 1 at optimizer step 2: the loss is not finite" "$tmp/out"
+    then ok "divergence stops every rank (np=$np, ${took}s)"; else bad "divergence stops every rank (np=$np): status $status"; fi
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
