@@ -14,6 +14,7 @@
 #include "shardfit/model.h"
 #include "shardfit/optim.h"
 #include "shardfit/sampler.h"
+#include "shardfit/signals.h"
 #include "shardfit/schedule.h"
 #include "shardfit/stopping.h"
 #include "trainer_internal.h"
@@ -231,20 +232,21 @@ static int train_step(SfTrainer *t, int64_t s)
     }
     const int64_t np = sf_model_nparams(t->model);
     float *g = sf_model_grads(t->model);
-    g[np] = (float)sums.loss;
-    g[np + 1] = (float)sums.correct;
-    g[np + 2] = (float)len;
+    g[np + TAIL_LOSS] = (float)sums.loss;
+    g[np + TAIL_CORRECT] = (float)sums.correct;
+    g[np + TAIL_COUNT] = (float)len;
+    g[np + TAIL_STOP] = sf_signals_pending() ? 1.0f : 0.0f;
     double t2 = sf_clock();
 
     sf_comm_allreduce_sum_f32(t->comm, g, np + SF_MODEL_GRAD_TAIL);
     double t3 = sf_clock();
-    if (!isfinite(g[np])) {
+    if (!isfinite(g[np + TAIL_LOSS])) {
         t->diverged = "the loss is not finite";
         return -1;
     }
 
     /* SPEC §2: the mean gradient over the global batch, whatever the slices. */
-    float scale = 1.0f / g[np + 2];
+    float scale = 1.0f / g[np + TAIL_COUNT];
     const double clip = t->cfg->optimizer.clip_norm;
     if (clip > 0.0)
         scale = sf_optim_clip_scale(scale, sf_optim_grad_norm(g, np, scale), clip);
@@ -255,9 +257,10 @@ static int train_step(SfTrainer *t, int64_t s)
     }
     double t4 = sf_clock();
 
-    t->sum_loss += g[np];
-    t->sum_correct += g[np + 1];
-    t->sum_count += g[np + 2];
+    t->sum_loss += g[np + TAIL_LOSS];
+    t->sum_correct += g[np + TAIL_CORRECT];
+    t->sum_count += g[np + TAIL_COUNT];
+    t->stop_requested = g[np + TAIL_STOP] > 0.0f;
     t->time_data += t1 - t0;
     t->time_compute += (t2 - t1) + (t4 - t3);
     t->time_allreduce += t3 - t2;

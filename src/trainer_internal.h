@@ -15,6 +15,19 @@
 #include "shardfit/stopping.h"
 #include "shardfit/trainer.h"
 
+/* What the step's allreduce carries after the gradients, in the spare tail
+ * of the model's gradient block (SF_MODEL_GRAD_TAIL floats). Sums of small
+ * integers stay exact in float32. */
+enum {
+    TAIL_LOSS,    /* sum of per-sample losses */
+    TAIL_CORRECT, /* correctly classified samples */
+    TAIL_COUNT,   /* samples */
+    TAIL_STOP,    /* ranks asked to stop by a signal (preemption) */
+    TAIL_ERROR,   /* ranks whose loader failed this step */
+    TAIL_USED
+};
+_Static_assert(TAIL_USED <= SF_MODEL_GRAD_TAIL, "the gradient tail is too short");
+
 typedef struct SfTrainer {
     const SfConfig *cfg;
     SfComm *comm;
@@ -40,6 +53,8 @@ typedef struct SfTrainer {
     SfEpochMetrics *history;  /* one per epoch; handed to SfTrainResult */
     double start;             /* clock when training began */
     const char *diverged;     /* why training diverged, if it did */
+    int stop_requested;       /* a rank got SIGUSR1/SIGTERM: all stop after
+                                 this step (same on every rank) */
     SfProgressOut progress;
     char metrics_path[2 * SF_CONFIG_STR];
 } SfTrainer;

@@ -16,7 +16,7 @@
 #include "shardfit/layer.h"
 #include "shardfit/loss.h"
 
-#define SF_MODEL_GRAD_TAIL 4
+#define SF_MODEL_GRAD_TAIL 8
 
 typedef struct SfModel SfModel;
 
