@@ -30,4 +30,8 @@ if [ ! -f "$out" ]; then
     mv "$tmp" "$out"
     trap - EXIT
 fi
-exec scripts/mpirun-local.sh "$NP" "$BUILD/shardfit" train configs/fashion-mlp.ini "$@"
+# `make run` always trains from scratch (checkpoint.resume = never), so it
+# shows a whole run each time; its epoch checkpoints still land in
+# runs/fashion-mlp/ckpt. Pass --set checkpoint.resume=auto to continue one.
+exec scripts/mpirun-local.sh "$NP" "$BUILD/shardfit" train configs/fashion-mlp.ini \
+    --set checkpoint.resume=never "$@"

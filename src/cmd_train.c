@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "shardfit/comm.h"
 #include "shardfit/config.h"
+#include "shardfit/signals.h"
 #include "shardfit/trainer.h"
 
 /* Loads the config file and the overrides; 0 or -1 with err. */
@@ -46,8 +47,9 @@ int sf_cmd_train(int argc, char **argv)
     if (status) {
         if (sf_comm_rank(comm) == first)
             sf_cli_report("train", &err);
-    } else if (sf_comm_set_timeout(comm, cfg.comm.timeout)) {
-        fprintf(stderr, "shardfit train: error: cannot start the comm.timeout watchdog\n");
+    } else if (sf_comm_set_timeout(comm, cfg.comm.timeout) || sf_signals_install()) {
+        fprintf(stderr, "shardfit train: error: cannot start the comm.timeout "
+                "watchdog or install the SIGUSR1/SIGTERM handlers\n");
         sf_comm_abort(comm, SF_EXIT_FAILURE);
     } else {
         SfTrainResult res;

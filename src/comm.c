@@ -12,10 +12,10 @@
 
 /* The collectives, for the watchdog's message. */
 typedef enum { OP_NONE, OP_AGREE, OP_BCAST, OP_ALLREDUCE, OP_ALLTOALLV,
-               OP_BARRIER, OP_ALLGATHER } CommOp;
+               OP_BARRIER, OP_ALLGATHER, OP_GATHER } CommOp;
 static const char *const op_names[] = {"", "status agreement", "broadcast",
                                        "allreduce", "alltoallv", "barrier",
-                                       "allgather"};
+                                       "allgather", "gather"};
 
 struct SfComm {
     MPI_Comm comm;
@@ -100,6 +100,13 @@ SfComm *sf_comm_init(int *argc, char ***argv)
 
 SfComm *sf_comm_self(void) { return wrap(MPI_COMM_SELF, 0); }
 
+SfComm *sf_comm_split(SfComm *c, int color)
+{
+    MPI_Comm sub;
+    MPI_Comm_split(c->comm, color < 0 ? MPI_UNDEFINED : color, c->rank, &sub);
+    return sub == MPI_COMM_NULL ? NULL : wrap(sub, 0);
+}
+
 int sf_comm_set_timeout(SfComm *c, double seconds)
 {
     int provided;
@@ -127,6 +134,8 @@ void sf_comm_free(SfComm *c)
         atomic_store(&c->quit, 1);
         pthread_join(c->watchdog, NULL);
     }
+    if (c->comm != MPI_COMM_WORLD && c->comm != MPI_COMM_SELF)
+        MPI_Comm_free(&c->comm);
     if (c->owns_mpi)
         MPI_Finalize();
     free(c);
@@ -151,6 +160,20 @@ void sf_comm_bcast_i64(SfComm *c, int64_t *buf, int64_t n, int root)
 {
     watch_begin(c, OP_BCAST);
     MPI_Bcast(buf, (int)n, MPI_INT64_T, root, c->comm);
+    watch_end(c);
+}
+
+void sf_comm_bcast_f32(SfComm *c, float *buf, int64_t n, int root)
+{
+    watch_begin(c, OP_BCAST);
+    MPI_Bcast(buf, (int)n, MPI_FLOAT, root, c->comm);
+    watch_end(c);
+}
+
+void sf_comm_bcast_bytes(SfComm *c, void *buf, size_t n, int root)
+{
+    watch_begin(c, OP_BCAST);
+    MPI_Bcast(buf, (int)n, MPI_BYTE, root, c->comm);
     watch_end(c);
 }
 
@@ -229,4 +252,24 @@ int sf_comm_count_drifted(SfComm *c, const void *buf, size_t bytes, int *bad,
         }
     free(all);
     return n;
+}
+
+void sf_comm_gather_f32(SfComm *c, const float *send, int64_t n, float *recv)
+{
+    int *counts = NULL, *displs = NULL, mine = (int)n;
+    if (c->rank == 0) {
+        counts = malloc((size_t)c->size * sizeof *counts);
+        displs = malloc((size_t)c->size * sizeof *displs);
+        if (!counts || !displs)
+            sf_comm_abort(c, SF_EXIT_FAILURE); /* a few bytes per rank */
+    }
+    watch_begin(c, OP_GATHER);
+    MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, c->comm);
+    if (c->rank == 0)
+        for (int r = 0, pos = 0; r < c->size; pos += counts[r], r++)
+            displs[r] = pos;
+    MPI_Gatherv(send, mine, MPI_FLOAT, recv, counts, displs, MPI_FLOAT, 0, c->comm);
+    watch_end(c);
+    free(counts);
+    free(displs);
 }

@@ -275,12 +275,19 @@ static char *read_text(const char *path, SfError *err)
 /* Reads the file over cfg. cfg changes only when the whole file is good. */
 int sf_config_load(SfConfig *cfg, const char *path, SfError *err)
 {
-    int rc = -1;
-    IniReader *r = NULL;
     char *text = read_text(path, err);
     if (!text)
-        goto cleanup;
-    r = calloc(1, sizeof *r);
+        return -1;
+    int rc = sf_config_load_text(cfg, text, path, err);
+    free(text);
+    return rc;
+}
+
+int sf_config_load_text(SfConfig *cfg, const char *text, const char *path,
+                        SfError *err)
+{
+    int rc = -1;
+    IniReader *r = calloc(1, sizeof *r);
     if (!r) {
         sf_error_set(err, SF_EXIT_FAILURE, "out of memory reading '%s'", path);
         goto cleanup;
@@ -301,7 +308,6 @@ int sf_config_load(SfConfig *cfg, const char *path, SfError *err)
     rc = 0;
 cleanup:
     free(r);
-    free(text);
     return rc;
 }
 

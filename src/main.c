@@ -11,12 +11,14 @@
 static const char usage[] =
     "usage:\n"
     "  shardfit train CONFIG.ini [--set section.key=value ...]\n"
+    "  shardfit eval    --checkpoint CKPT.h5 --data FILE.h5 [--features /p] [--labels /p]\n"
+    "  shardfit predict --checkpoint CKPT.h5 --data FILE.h5 [--features /p] --out OUT.h5\n"
     "  shardfit convert idx IMAGES[.gz] LABELS[.gz] --out FILE.h5 --group /train\n"
     "  shardfit convert csv FILE.csv --label-column K --out FILE.h5 --group /train\n"
     "  shardfit inspect FILE.h5\n"
     "  shardfit --help | --version\n"
     "\n"
-    "train runs under `mpirun -np P` (P = 1 also works without mpirun).\n"
+    "train, eval and predict run under `mpirun -np P` (P = 1 also works without mpirun).\n"
     "Exit status: 0 success, 2 bad usage, config, data or checkpoint, 1 other failure.\n";
 
 int main(int argc, char **argv)
@@ -26,7 +28,7 @@ int main(int argc, char **argv)
         return SF_EXIT_INPUT;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "train"))
+    if (!strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict"))
         sf_layer_blas_select_kernels(argv);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
@@ -38,6 +40,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "train"))
         return sf_cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval"))
+        return sf_cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "predict"))
+        return sf_cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert"))
         return sf_cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect"))

@@ -196,6 +196,14 @@ SfLossSums sf_model_eval_batch(SfModel *m, const float *x, int64_t n,
     return sf_loss_compute(m->loss, logits, n, sf_model_output_width(m), t, NULL);
 }
 
+const float *sf_model_predict(SfModel *m, const float *x, int64_t n)
+{
+    SfPass pass = {0};
+    return forward(m, x, n, &pass);
+}
+
+SfLossKind sf_model_loss(const SfModel *m) { return m->loss; }
+
 void sf_model_describe(const SfModel *m, char *buf, int size)
 {
     int used = snprintf(buf, (size_t)size, "%lld",

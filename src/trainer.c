@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shardfit/checkpoint.h"
 #include "shardfit/dataset.h"
 #include "shardfit/loader.h"
 #include "shardfit/model.h"
@@ -184,7 +185,12 @@ static int setup_local(SfTrainer *t, SfError *err)
     if (allocate_buffers(t, err))
         return -1;
     sf_stopper_init(&t->stopper, c);
-    return t->rank == 0 ? sf_trainer_open_log(t, err) : 0;
+    if (t->rank != 0)
+        return 0;
+    if (sf_trainer_checkpointing(c) &&
+        sf_checkpoint_prepare_dir(c->checkpoint.dir, err))
+        return -1;
+    return sf_trainer_open_log(t, err);
 }
 
 /* Rank 0 draws the epoch's order; everyone receives the same. */
@@ -295,27 +301,51 @@ static void evaluate(SfTrainer *t, SfEpochMetrics *m)
     m->eval_seconds = sf_clock() - t0;
 }
 
-/* Runs epoch e (0-based) up to its end or max_steps; fills m. Returns -1
- * if training diverged (on every rank alike). */
-static int run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m)
+/* How an epoch ended. */
+typedef enum { EPOCH_DONE, EPOCH_DIVERGED, EPOCH_PREEMPTED, EPOCH_FAILED } EpochEnd;
+
+/* Writes a step checkpoint after this step when every_steps asks for one or
+ * a signal asked to stop, unless the epoch ends here (the epoch file covers
+ * that). Collective. 0, or the agreed exit status. */
+static int maybe_save_step(SfTrainer *t, int64_t e, int64_t s, SfError *err)
+{
+    const SfConfig *c = t->cfg;
+    int every = c->checkpoint.every_steps > 0 && t->step % c->checkpoint.every_steps == 0;
+    if (s + 1 == t->steps_per_epoch || !(every || t->stop_requested) ||
+        !sf_trainer_checkpointing(c))
+        return 0;
+    return sf_trainer_save(t, e, 0, err);
+}
+
+/* Runs epoch e (0-based) from its first step, or from where a resumed
+ * checkpoint left it, up to its end or max_steps; fills m. Divergence and
+ * stop requests are seen alike on every rank, so all ranks return alike. */
+static EpochEnd run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m, SfError *err)
 {
     const SfConfig *c = t->cfg;
     double start = sf_clock();
-    t->sum_loss = t->sum_correct = t->sum_count = 0.0;
+    int64_t s = e == t->start_epoch ? t->start_step_in_epoch : 0;
+    if (s == 0)
+        t->sum_loss = t->sum_correct = t->sum_count = 0.0;
     t->time_data = t->time_compute = t->time_allreduce = 0.0;
+    t->step_in_epoch = s;
     draw_permutation(t, e);
-    int64_t s = 0;
     for (; s < t->steps_per_epoch; s++) {
         if (c->train.max_steps > 0 && t->step >= c->train.max_steps)
             break;
         sf_comm_set_position(t->comm, e + 1, t->step + 1);
         if (train_step(t, s))
-            return -1;
+            return EPOCH_DIVERGED;
+        t->step_in_epoch = s + 1;
         if (t->rank == 0)
             sf_progress_step(&t->progress, e + 1, c->train.epochs, s + 1,
                              t->steps_per_epoch, t->sum_loss / t->sum_count,
                              t->sum_correct / t->sum_count,
                              sf_loader_has_classes(t->train));
+        if (maybe_save_step(t, e, s, err))
+            return EPOCH_FAILED;
+        if (t->stop_requested && s + 1 < t->steps_per_epoch)
+            return EPOCH_PREEMPTED;
     }
     double train_seconds = sf_clock() - start;
     *m = (SfEpochMetrics){0};
@@ -334,7 +364,7 @@ static int run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m)
     m->data_seconds = t->time_data;
     evaluate(t, m);
     m->seconds = sf_clock() - start;
-    return 0;
+    return EPOCH_DONE;
 }
 
 /* Agrees on a local status; keeps the message only on the first failing
@@ -371,9 +401,9 @@ static void teardown(SfTrainer *t)
 }
 
 /* Every rank must hold the same weights (SPEC §2.5). Compared at every
- * epoch end, by one small allgather; the answer is the same on all ranks, so
- * all stop together. Only rank 0 keeps the message. */
-static int check_replicas(SfTrainer *t, int64_t epoch, SfError *err)
+ * epoch end and before every checkpoint, by one small allgather; the answer
+ * is the same on all ranks, so all stop together. */
+int sf_trainer_check_replicas(SfTrainer *t, const char *when, SfError *err)
 {
     int bad[8];
     int n = sf_comm_count_drifted(t->comm, sf_model_params(t->model),
@@ -389,11 +419,10 @@ static int check_replicas(SfTrainer *t, int64_t epoch, SfError *err)
     for (int i = 0, used = 0; i < n && i < 8; i++)
         used += snprintf(list + used, sizeof list - (size_t)used, "%s%d",
                          i ? ", " : "", bad[i]);
-    sf_error_set(err, SF_EXIT_FAILURE, "replica drift after epoch %lld: rank%s "
-                 "%s%s hold%s weights that differ from rank 0's. This is a bug "
-                 "or silent memory corruption, never expected: please report it",
-                 (long long)epoch, n > 1 ? "s" : "", list, n > 8 ? ", ..." : "",
-                 n > 1 ? "" : "s");
+    sf_error_set(err, SF_EXIT_FAILURE, "replica drift %s: rank%s %s%s hold%s "
+                 "weights that differ from rank 0's. This is a bug or silent "
+                 "memory corruption, never expected: please report it", when,
+                 n > 1 ? "s" : "", list, n > 8 ? ", ..." : "", n > 1 ? "" : "s");
     return -1;
 }
 
@@ -429,7 +458,9 @@ static int should_stop(SfTrainer *t, SfTrainResult *res, const SfEpochMetrics *m
 static void finish(SfTrainer *t, SfTrainResult *res)
 {
     const int64_t np = sf_model_nparams(t->model);
-    res->final = t->history[res->nhistory - 1];
+    res->nhistory = t->nhistory;
+    if (t->nhistory > 0)
+        res->final = t->history[t->nhistory - 1];
     if (t->best_params && t->stopper.best_epoch > 0) {
         memcpy(sf_model_params(t->model), t->best_params, (size_t)np * sizeof(float));
         res->restored_epoch = t->stopper.best_epoch;
@@ -446,6 +477,42 @@ static void finish(SfTrainer *t, SfTrainResult *res)
     res->seconds = sf_clock() - t->start;
 }
 
+/* Every rank diverged at the same step: one message, from rank 0. */
+static int report_divergence(SfTrainer *t, int64_t e, SfError *err)
+{
+    if (t->rank != 0) {
+        err->code = SF_EXIT_FAILURE;
+        return SF_EXIT_FAILURE;
+    }
+    char last[sizeof t->last_checkpoint + 64] = "no checkpoint has been written";
+    if (t->last_checkpoint[0])
+        snprintf(last, sizeof last, "the last good checkpoint is %s", t->last_checkpoint);
+    sf_error_set(err, SF_EXIT_FAILURE, "training diverged in epoch %lld at "
+                 "optimizer step %lld: %s. Lower optimizer.lr, or set "
+                 "optimizer.clip_norm; nothing was saved from this state, and %s",
+                 (long long)(e + 1), (long long)(t->step + 1), t->diverged, last);
+    return SF_EXIT_FAILURE;
+}
+
+/* An epoch file when every_epochs asks, and always at the run's end. */
+static int maybe_save_epoch(SfTrainer *t, int64_t e, int last, SfError *err)
+{
+    const int64_t every = t->cfg->checkpoint.every_epochs;
+    if (every <= 0 || !((e + 1) % every == 0 || last))
+        return 0;
+    return sf_trainer_save(t, e, 1, err);
+}
+
+static void preempted(SfTrainer *t, SfTrainResult *res)
+{
+    res->preempted = 1;
+    snprintf(res->stop_reason, sizeof res->stop_reason,
+             "stopped by a signal after step %lld; %s", (long long)t->step,
+             t->last_checkpoint[0] && sf_trainer_checkpointing(t->cfg)
+                 ? "run the same command again to continue"
+                 : "checkpointing is off, so nothing was saved");
+}
+
 int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err)
 {
     SfTrainer t = {.cfg = cfg, .comm = comm, .rank = sf_comm_rank(comm),
@@ -453,43 +520,63 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
     memset(res, 0, sizeof *res);
     sf_layer_blas_threads((int)cfg->train.threads);
     int status = agree(&t, setup_local(&t, err), err);
-    if (status)
+    if (status || (status = sf_trainer_restore(&t, err)))
         goto done;
+    if (agree(&t, sf_trainer_replay_history(&t, err), err)) {
+        status = err->code;
+        goto done;
+    }
     sf_trainer_print_start(&t);
     t.start = sf_clock();
     snprintf(res->stop_reason, sizeof res->stop_reason, "epochs done");
-    for (int64_t e = 0; e < cfg->train.epochs; e++) {
+    res->epochs_done = t.start_epoch;
+    for (int64_t e = t.start_epoch; e < cfg->train.epochs; e++) {
         if (cfg->train.max_steps > 0 && t.step >= cfg->train.max_steps) {
             snprintf(res->stop_reason, sizeof res->stop_reason, "max_steps reached");
             break;
         }
-        SfEpochMetrics *m = &t.history[res->nhistory++];
-        if (run_epoch(&t, e, m)) {
-            /* Every rank diverged at the same step: one message, from rank 0. */
-            status = SF_EXIT_FAILURE;
-            if (t.rank == 0)
-                sf_error_set(err, status, "training diverged in epoch %lld at "
-                             "optimizer step %lld: %s. Lower optimizer.lr, or "
-                             "set optimizer.clip_norm; no checkpoint was "
-                             "written from this state", (long long)(e + 1),
-                             (long long)(t.step + 1), t.diverged);
-            else
-                err->code = status;
+        SfEpochMetrics *m = &t.history[t.nhistory];
+        EpochEnd end = run_epoch(&t, e, m, err);
+        if (end == EPOCH_DIVERGED)
+            status = report_divergence(&t, e, err);
+        if (end == EPOCH_FAILED)
+            status = err->code;
+        if (status)
             goto done;
+        if (end == EPOCH_PREEMPTED) {
+            preempted(&t, res);
+            break;
         }
-        if (check_replicas(&t, e + 1, err)) {
+        /* max_steps cut the epoch: its position goes in a step checkpoint
+         * whose history ends before it, so a resumed run finishes the epoch
+         * and writes its line once. */
+        int partial = m->steps_in_epoch < t.steps_per_epoch;
+        if (partial && sf_trainer_checkpointing(cfg) &&
+            (status = sf_trainer_save(&t, e, 0, err)))
+            goto done;
+        t.nhistory++;
+        char when[64];
+        snprintf(when, sizeof when, "after epoch %lld", (long long)(e + 1));
+        if (sf_trainer_check_replicas(&t, when, err) ||
+            agree(&t, sf_trainer_report_epoch(&t, m, err), err)) {
             status = err->code;
             goto done;
         }
-        if (agree(&t, sf_trainer_report_epoch(&t, m, err), err)) {
-            status = err->code;
-            goto done;
-        }
-        if (m->steps_in_epoch == t.steps_per_epoch)
-            res->epochs_done = e + 1;
-        else
+        if (partial) {
             snprintf(res->stop_reason, sizeof res->stop_reason, "max_steps reached");
-        if (should_stop(&t, res, m))
+            break;
+        }
+        res->epochs_done = e + 1;
+        int stop = should_stop(&t, res, m);
+        int last = stop || t.stop_requested || e + 1 == cfg->train.epochs ||
+                   (cfg->train.max_steps > 0 && t.step >= cfg->train.max_steps);
+        if ((status = maybe_save_epoch(&t, e, last, err)))
+            goto done;
+        if (t.stop_requested) {
+            preempted(&t, res);
+            break;
+        }
+        if (stop)
             break;
     }
     finish(&t, res);

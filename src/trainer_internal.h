@@ -55,9 +55,33 @@ typedef struct SfTrainer {
     const char *diverged;     /* why training diverged, if it did */
     int stop_requested;       /* a rank got SIGUSR1/SIGTERM: all stop after
                                  this step (same on every rank) */
+    /* Where the run starts (0, 0, or a resumed checkpoint's position) and
+     * how far the history goes. */
+    int64_t start_epoch, start_step_in_epoch, nhistory;
+    int64_t step_in_epoch;    /* steps done in the current epoch */
+    char last_checkpoint[2 * SF_CONFIG_STR]; /* "" until one is written */
     SfProgressOut progress;
     char metrics_path[2 * SF_CONFIG_STR];
 } SfTrainer;
+
+/* Every rank holds the same weights: one small allgather; the answer is
+ * the same on all ranks. -1 with the message on rank 0 when they differ. */
+int sf_trainer_check_replicas(SfTrainer *t, const char *when, SfError *err);
+
+/* Collective. Where the run starts: the newest checkpoint (resume = auto),
+ * the named one (resume = PATH) or none, else the init_checkpoint weights.
+ * Rank 0 reads the file and broadcasts what it holds, so checkpoints need
+ * not be on a filesystem every node sees. 0, or the agreed exit status. */
+int sf_trainer_restore(SfTrainer *t, SfError *err);
+
+/* Collective. Writes a checkpoint of the current state (rank 0), after
+ * checking the replicas agree: an epoch file when the epoch just ended, else
+ * a step file for the position inside epoch `epoch` (0-based). Then prunes
+ * to keep_last. 0, or the agreed exit status. */
+int sf_trainer_save(SfTrainer *t, int64_t epoch, int epoch_end, SfError *err);
+
+/* Whether checkpoints are written at all (every_epochs or every_steps). */
+int sf_trainer_checkpointing(const SfConfig *cfg);
 
 /* Settings this version accepts in the config but cannot honour yet:
  * an error naming them, rather than a run that silently ignores them. */
@@ -69,6 +93,10 @@ int sf_trainer_open_log(SfTrainer *t, SfError *err);
 /* Rank 0 prints; other ranks return at once. */
 void sf_trainer_print_start(const SfTrainer *t);
 void sf_trainer_print_end(const SfTrainer *t, const SfTrainResult *res);
+
+/* Rank 0: writes the restored history to the fresh metrics file, so a
+ * resumed run's metrics.jsonl reads as if it never stopped. 0 or -1. */
+int sf_trainer_replay_history(SfTrainer *t, SfError *err);
 
 /* Rank 0: the epoch's progress line and metrics record. 0 or -1 with err. */
 int sf_trainer_report_epoch(SfTrainer *t, const SfEpochMetrics *m, SfError *err);

@@ -14,8 +14,6 @@ int sf_trainer_unsupported(const SfConfig *c, SfError *err)
     const char *what = NULL;
     if (c->data.loader == SF_LOADER_STREAM)
         what = "data.loader = stream";
-    else if (c->model.init_checkpoint[0])
-        what = "model.init_checkpoint";
     else if (c->log.trace[0])
         what = "log.trace";
     if (what)
@@ -105,8 +103,29 @@ void sf_trainer_print_start(const SfTrainer *t)
     if (t->val)
         printf("shardfit: validation on %lld samples every epoch\n",
                (long long)sf_loader_rows(t->val));
-    printf("shardfit: checkpoints are not written by this version\n");
+    if (sf_trainer_checkpointing(c)) {
+        printf("shardfit: checkpoints in %s", c->checkpoint.dir);
+        if (c->checkpoint.every_epochs > 0)
+            printf(" every %lld epoch%s", (long long)c->checkpoint.every_epochs,
+                   c->checkpoint.every_epochs == 1 ? "" : "s");
+        if (c->checkpoint.every_steps > 0)
+            printf("%s every %lld steps", c->checkpoint.every_epochs > 0 ? " and" : "",
+                   (long long)c->checkpoint.every_steps);
+        if (c->checkpoint.keep_last > 0)
+            printf(", keeping the last %lld", (long long)c->checkpoint.keep_last);
+        printf("\n");
+    }
     fflush(stdout);
+}
+
+int sf_trainer_replay_history(SfTrainer *t, SfError *err)
+{
+    if (t->rank != 0 || !t->metrics_path[0])
+        return 0;
+    for (int64_t i = 0; i < t->nhistory; i++)
+        if (sf_metrics_append(t->metrics_path, &t->history[i], err))
+            return -1;
+    return 0;
 }
 
 int sf_trainer_report_epoch(SfTrainer *t, const SfEpochMetrics *m, SfError *err)
@@ -119,8 +138,15 @@ int sf_trainer_report_epoch(SfTrainer *t, const SfEpochMetrics *m, SfError *err)
 
 void sf_trainer_print_end(const SfTrainer *t, const SfTrainResult *res)
 {
-    if (t->rank != 0 || res->nhistory == 0 || t->progress.mode == SF_PROGRESS_NONE)
+    if (t->rank != 0 || t->progress.mode == SF_PROGRESS_NONE)
         return;
+    if (res->preempted)
+        printf("shardfit: %s%s%s\n", res->stop_reason,
+               t->last_checkpoint[0] ? "; checkpoint: " : "", t->last_checkpoint);
+    if (res->nhistory == 0) {
+        fflush(stdout);
+        return;
+    }
     const SfEpochMetrics *m = &res->final;
     double samples = 0.0, seconds = 0.0;
     for (int64_t i = 0; i < res->nhistory; i++) {

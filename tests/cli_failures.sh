@@ -32,6 +32,9 @@ layers = dense:256 relu dense:256 relu dense:2
 [train]
 epochs = 200
 batch_size = 32
+[checkpoint]
+dir = $tmp/run/ckpt
+resume = never
 [log]
 dir = $tmp/run
 progress = none

@@ -50,6 +50,9 @@ batch_size = 16
 lr = 0.1
 momentum = 0.9
 
+[checkpoint]
+dir = $tmp/run/ckpt
+
 [log]
 dir = $tmp/run
 INI

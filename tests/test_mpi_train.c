@@ -75,7 +75,10 @@ static SfConfig config(void)
                           "model.layers=dense:16 tanh dense:8 relu dense:3",
                           "train.epochs=2", "train.batch_size=20",
                           "optimizer.lr=0.05", "optimizer.momentum=0.9",
-                          "log.progress=none"};
+                          "log.progress=none",
+                          /* These tests are about training, not resuming:
+                           * no checkpoints, and nothing to resume from. */
+                          "checkpoint.every_epochs=0", "checkpoint.resume=never"};
     snprintf(set, sizeof set, "data.path=%s", path);
     sf_config_set(&c, set, &err);
     snprintf(set, sizeof set, "log.dir=%s", logdir);

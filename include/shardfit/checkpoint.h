@@ -73,9 +73,18 @@ int sf_checkpoint_write(const char *dir, const char *name, const SfModel *m,
  * has no /best), and fills info. Checks format, version and that every layer
  * of m has the same kind and shapes in the file; a mismatch (exit 2) names
  * the layer and both shapes: "layer 02_dense: checkpoint weight (10, 256),
- * model (10, 128)". Nothing in m or o changes unless it all succeeds. */
+ * model (10, 128)". Nothing in m or o changes unless it all succeeds.
+ * info may be NULL; it is filled only on success. With o, the file must hold
+ * exactly the state blocks o keeps (another optimizer's state is an error). */
 int sf_checkpoint_read(const char *path, SfModel *m, SfOptim *o, float *best,
                        SfCheckpointInfo *info, SfError *err);
+
+/* Only the attributes and /history of a checkpoint (no model needed): what
+ * eval, predict and inspect read first to build the model it describes.
+ * Checks format and version. Attributes the file lacks stay 0 or NULL (a
+ * params-only init file has no config or layers). info is filled only on
+ * success. */
+int sf_checkpoint_read_info(const char *path, SfCheckpointInfo *info, SfError *err);
 
 /* For model.init_checkpoint: only format, version and /params are needed
  * (weights made elsewhere, e.g. written with h5py). Same shape checks. */

@@ -34,6 +34,11 @@ int sf_comm_set_timeout(SfComm *c, double seconds);
  * being computed, both 1-based. Cheap: call it every step. */
 void sf_comm_set_position(SfComm *c, int64_t epoch, int64_t step);
 
+/* Collective: a new communicator of the ranks of c that pass the same
+ * color, ordered as in c (tests use it to run jobs of several sizes inside
+ * one mpirun). NULL for ranks that pass a negative color. */
+SfComm *sf_comm_split(SfComm *c, int color);
+
 /* Frees a handle; the world's free also finalizes MPI. NULL is fine. */
 void sf_comm_free(SfComm *c);
 
@@ -46,6 +51,9 @@ int sf_comm_size(const SfComm *c);
 int sf_comm_agree(SfComm *c, int status, int *first_rank);
 
 void sf_comm_bcast_i64(SfComm *c, int64_t *buf, int64_t n, int root);
+void sf_comm_bcast_f32(SfComm *c, float *buf, int64_t n, int root);
+/* Raw bytes: for plain structs, all ranks running the same binary. */
+void sf_comm_bcast_bytes(SfComm *c, void *buf, size_t n, int root);
 void sf_comm_allreduce_sum_f32(SfComm *c, float *buf, int64_t n);  /* in place */
 void sf_comm_allreduce_sum_f64(SfComm *c, double *buf, int64_t n); /* in place */
 void sf_comm_allreduce_max_f64(SfComm *c, double *buf, int64_t n); /* in place */
@@ -57,6 +65,10 @@ void sf_comm_alltoallv(SfComm *c, const void *send, const int *scount,
                        const int *rdispl);
 
 void sf_comm_barrier(SfComm *c);
+
+/* Concatenates every rank's n floats in rank order into recv on rank 0
+ * (recv is ignored elsewhere and must hold the total there). */
+void sf_comm_gather_f32(SfComm *c, const float *send, int64_t n, float *recv);
 
 /* Every rank's value, in rank order, into all (size entries). */
 void sf_comm_allgather_u64(SfComm *c, uint64_t value, uint64_t *all);

@@ -109,6 +109,11 @@ void sf_config_defaults(SfConfig *cfg);
  * closest valid name as a hint). Exit code SF_EXIT_INPUT. */
 int sf_config_load(SfConfig *cfg, const char *path, SfError *err);
 
+/* The same for INI text held in memory (a checkpoint's stored config);
+ * path names it in messages. */
+int sf_config_load_text(SfConfig *cfg, const char *text, const char *path,
+                        SfError *err);
+
 /* Applies one `section.key=value` override; same checks and messages. */
 int sf_config_set(SfConfig *cfg, const char *assignment, SfError *err);
 

@@ -52,6 +52,13 @@ SfLossSums sf_model_train_batch(SfModel *m, const float *x, int64_t n,
 SfLossSums sf_model_eval_batch(SfModel *m, const float *x, int64_t n,
                                SfTargets t);
 
+/* Forward only (dropout off): the outputs (n, output_width) of x, n <=
+ * max_rows; valid until the model's next pass. */
+const float *sf_model_predict(SfModel *m, const float *x, int64_t n);
+
+/* The loss the model was built with. */
+SfLossKind sf_model_loss(const SfModel *m);
+
 /* "784 -> dense:512 relu dense:10" style summary into buf. */
 void sf_model_describe(const SfModel *m, char *buf, int size);
 

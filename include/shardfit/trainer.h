@@ -28,6 +28,7 @@ typedef struct SfTrainResult {
     int64_t best_epoch;       /* by stop.monitor (1-based; 0 if never) */
     int64_t stopped_epoch;    /* epoch a stopping rule ended (0 if none) */
     int64_t restored_epoch;   /* restore_best: whose weights these are */
+    int preempted;            /* a signal stopped it; a checkpoint holds where */
     char stop_reason[160];    /* "epochs done", "max_steps reached",
                                  "early stopping at epoch 7, best epoch 5",
                                  "target val_accuracy >= 0.9 reached at ..." */
