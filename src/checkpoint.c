@@ -290,29 +290,81 @@ static int put_history(Writer *w, const SfCheckpointInfo *info)
     return rc;
 }
 
-/* Creates path and writes everything into it; flushes and closes it.
+/* Writes all of buf to a new file at path and fsyncs it; 0, or -1 with
+ * errno set (the file may be left partial: the caller removes it). */
+static int write_bytes(const char *path, const void *buf, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0)
+        return -1;
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t done = write(fd, p, n);
+        if (done < 0 && errno == EINTR)
+            continue;
+        if (done <= 0) {
+            int saved = done < 0 ? errno : EIO;
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+        p += done;
+        n -= (size_t)done;
+    }
+    if (fsync(fd)) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return close(fd);
+}
+
+/* Builds the file in memory (HDF5's core driver, no backing store) and
+ * writes its image to path with plain write(2). HDF5 1.10.8 crashes at
+ * MPI_Finalize after a close that failed on a full disk; this way HDF5 never
+ * touches the disk, and a full disk is an errno from our own write.
  * 0, or -1 with w->detail saying why. */
 static int write_file(Writer *w, const char *path, const SfModel *m,
                       SfOptim *o, const float *best,
                       const SfCheckpointInfo *info)
 {
     int rc = -1;
-    w->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    void *image = NULL;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 24, 0) < 0) {
+        if (fapl >= 0)
+            H5Pclose(fapl);
+        return failed(w);
+    }
+    w->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (w->file < 0)
         return failed(w);
     if (put_info(w, info) < 0 ||
         put_layers(w, m, "/params", NULL, sf_model_params((SfModel *)m)) < 0 ||
         (best && put_layers(w, m, "/best", NULL, best) < 0) ||
-        (o && put_optim(w, m, o) < 0) || put_history(w, info) < 0)
+        (o && put_optim(w, m, o) < 0) || put_history(w, info) < 0 ||
+        H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
         goto cleanup;
-    if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0) {
-        failed(w);
+    ssize_t size = H5Fget_file_image(w->file, NULL, 0);
+    if (size <= 0 || !(image = malloc((size_t)size)) ||
+        H5Fget_file_image(w->file, image, (size_t)size) != size) {
+        if (!image && size > 0)
+            snprintf(w->detail, sizeof w->detail, "out of memory for %lld bytes",
+                     (long long)size);
+        goto cleanup;
+    }
+    if (write_bytes(path, image, (size_t)size)) {
+        snprintf(w->detail, sizeof w->detail, "%s", strerror(errno));
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    if (H5Fclose(w->file) < 0 && rc == 0)
-        rc = failed(w);
+    if (rc && !w->detail[0])
+        failed(w);
+    H5Fclose(w->file);
+    free(image);
     return rc;
 }
 

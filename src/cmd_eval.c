@@ -244,10 +244,10 @@ static int run(int predict, int argc, char **argv)
     if (!predict) {
         sf_comm_allreduce_sum_f64(comm, sums, 3);
         if (rank == 0) {
-            printf("eval: %lld samples of %s: loss %.6f", (long long)n, a.data,
+            printf("eval: %lld samples of %s: loss %.9g", (long long)n, a.data,
                    sums[0] / sums[2]);
             if (sf_loader_has_classes(j.loader))
-                printf(" accuracy %.6f", sums[1] / sums[2]);
+                printf(" accuracy %.9g", sums[1] / sums[2]);
             printf("\n");
         }
         goto done;

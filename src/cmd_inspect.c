@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "shardfit/checkpoint.h"
 #include "shardfit/dataset.h"
 
 typedef struct {
@@ -84,6 +85,40 @@ static void print_attr(const char *name, const char *value, void *user)
     printf("\n");
 }
 
+/* A checkpoint opens with where its run stood and what it reached. Other
+ * files (no format attribute) print nothing here. */
+static void print_checkpoint_summary(const char *path)
+{
+    SfCheckpointInfo info = {0};
+    SfError err = {0};
+    if (sf_checkpoint_read_info(path, &info, &err) || !info.layers) {
+        sf_checkpoint_info_free(&info);
+        return;
+    }
+    printf("shardfit checkpoint: %lld epochs and %lld steps done (%lld into the "
+           "next epoch), written by %lld rank%s, seed %llu\n",
+           (long long)info.epoch, (long long)info.step, (long long)info.step_in_epoch,
+           (long long)info.world_size, info.world_size == 1 ? "" : "s",
+           (unsigned long long)info.seed);
+    printf("model: %s\n", info.layers);
+    if (info.nhistory > 0) {
+        const SfEpochMetrics *m = &info.history[info.nhistory - 1];
+        printf("epoch %lld: loss %.4f", (long long)m->epoch, m->loss);
+        if (m->has_accuracy)
+            printf("  acc %.4f", m->accuracy);
+        if (m->has_val)
+            printf("  val_loss %.4f", m->val_loss);
+        if (m->has_val && m->has_accuracy)
+            printf("  val_acc %.4f", m->val_accuracy);
+        printf("  lr %.4g\n", m->lr);
+    }
+    if (info.stop_best_epoch > 0)
+        printf("best epoch by stop.monitor: %lld (%.6g)\n",
+               (long long)info.stop_best_epoch, info.stop_best);
+    printf("\n");
+    sf_checkpoint_info_free(&info);
+}
+
 int sf_cmd_inspect(int argc, char **argv)
 {
     SfError err = {0};
@@ -105,6 +140,7 @@ int sf_cmd_inspect(int argc, char **argv)
     }
     int attrs = 0;
     if (rc == 0) {
+        print_checkpoint_summary(argv[1]);
         print_listing(argv[1], &l);
         rc = sf_dataset_visit_attrs(argv[1], print_attr, &attrs, &err);
     }

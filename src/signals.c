@@ -21,7 +21,11 @@ int sf_signals_install(void)
     sa.sa_flags = SA_RESTART;
     if (sigaction(SIGUSR1, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
         return -1;
-    return 0;
+    /* Past a file-size limit (ulimit -f) a write then fails with EFBIG,
+     * which the checkpoint writer reports, instead of SIGXFSZ killing the
+     * rank mid-file. */
+    sa.sa_handler = SIG_IGN;
+    return sigaction(SIGXFSZ, &sa, NULL) ? -1 : 0;
 }
 
 int sf_signals_pending(void)

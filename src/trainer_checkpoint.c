@@ -163,7 +163,9 @@ int sf_trainer_restore(SfTrainer *t, SfError *err)
     broadcast(t, &pos);
     if (pos.found)
         apply(t, &pos);
-    if (t->rank == 0 && t->progress.mode != SF_PROGRESS_NONE) {
+    /* Said even with progress = none: a run that continues an older one
+     * must never pass for a fresh start. */
+    if (t->rank == 0) {
         if (pos.found)
             printf("shardfit: resuming from %s: %lld epochs and %lld steps done "
                    "(written by %lld rank%s, continuing on %d)\n", pos.path,

@@ -138,12 +138,14 @@ int sf_trainer_report_epoch(SfTrainer *t, const SfEpochMetrics *m, SfError *err)
 
 void sf_trainer_print_end(const SfTrainer *t, const SfTrainResult *res)
 {
-    if (t->rank != 0 || t->progress.mode == SF_PROGRESS_NONE)
+    if (t->rank != 0)
         return;
+    /* How to continue is printed even with progress = none: it is the one
+     * line a preempted job's log must have. */
     if (res->preempted)
         printf("shardfit: %s%s%s\n", res->stop_reason,
                t->last_checkpoint[0] ? "; checkpoint: " : "", t->last_checkpoint);
-    if (res->nhistory == 0) {
+    if (t->progress.mode == SF_PROGRESS_NONE || res->nhistory == 0) {
         fflush(stdout);
         return;
     }

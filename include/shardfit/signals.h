@@ -8,7 +8,8 @@
 #ifndef SHARDFIT_SIGNALS_H
 #define SHARDFIT_SIGNALS_H
 
-/* Installs the handlers for SIGUSR1 and SIGTERM. 0, or -1 (errno set). */
+/* Installs the handlers for SIGUSR1 and SIGTERM, and ignores SIGXFSZ.
+ * 0, or -1 (errno set). */
 int sf_signals_install(void);
 
 /* The signal that asked to stop (SIGUSR1 or SIGTERM), or 0. */
