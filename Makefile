@@ -75,6 +75,7 @@ bench: deps
 	@scripts/install-deps.sh dataset-fashion-mnist
 	@$(MAKE) --no-print-directory $(BUILD)/shardfit
 	@BUILD=$(BUILD) scripts/bench.sh
+	@BUILD=$(BUILD) scripts/bench-checkpoint.sh
 
 clean:
 	rm -rf build build-asan

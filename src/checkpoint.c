@@ -331,8 +331,16 @@ static int write_file(Writer *w, const char *path, const SfModel *m,
 {
     int rc = -1;
     void *image = NULL;
+    /* The image grows by this much at a time: about the whole file, so it is
+     * allocated once instead of copied on every growth. */
+    int blocks = 1 + (best != NULL);
+    const char *names[] = {"momentum", "m", "v"};
+    for (int i = 0; o && i < 3; i++)
+        blocks += sf_optim_state(o, names[i]) != NULL;
+    size_t increment = (size_t)sf_model_nparams(m) * sizeof(float) * (size_t)blocks +
+                       ((size_t)1 << 20);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 24, 0) < 0) {
+    if (fapl < 0 || H5Pset_fapl_core(fapl, increment, 0) < 0) {
         if (fapl >= 0)
             H5Pclose(fapl);
         return failed(w);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shardfit/checkpoint.h"
@@ -24,6 +25,7 @@ typedef struct Position {
     int64_t stop_best_epoch, stop_wait;
     double sum_loss, sum_correct, sum_count, stop_best;
     uint64_t seed;
+    double read_seconds;
     char path[2 * SF_CONFIG_STR];
 } Position;
 
@@ -75,10 +77,12 @@ static int read_local(SfTrainer *t, Position *pos, SfError *err)
         return 0;
     }
     SfCheckpointInfo info = {0};
+    double t0 = sf_clock();
     if (sf_checkpoint_read(pos->path, t->model, t->optim, t->best_params, &info, err)) {
         sf_error_prefix(err, "checkpoint.resume: ");
         return -1;
     }
+    pos->read_seconds = sf_clock() - t0;
     int rc = 0;
     if (info.nhistory > t->cfg->train.epochs) {
         sf_error_set(err, SF_EXIT_INPUT, "checkpoint '%s' has %lld epochs of "
@@ -168,10 +172,10 @@ int sf_trainer_restore(SfTrainer *t, SfError *err)
     if (t->rank == 0) {
         if (pos.found)
             printf("shardfit: resuming from %s: %lld epochs and %lld steps done "
-                   "(written by %lld rank%s, continuing on %d)\n", pos.path,
-                   (long long)pos.epoch, (long long)pos.step,
+                   "(written by %lld rank%s, continuing on %d; read in %.3fs)\n",
+                   pos.path, (long long)pos.epoch, (long long)pos.step,
                    (long long)pos.world_size, pos.world_size == 1 ? "" : "s",
-                   t->size);
+                   t->size, pos.read_seconds);
         else if (pos.init_only)
             printf("shardfit: starting from the weights in %s\n", pos.path);
     }
@@ -215,13 +219,20 @@ static int save_local(SfTrainer *t, int64_t epoch, int epoch_end, SfError *err)
         .nhistory = t->nhistory,
         .history = t->history,
     };
+    double t0 = sf_clock();
     int rc = sf_checkpoint_write(c->checkpoint.dir, name, t->model, t->optim,
                                  info.has_best ? t->best_params : NULL, &info, err);
+    double seconds = sf_clock() - t0;
     free(config);
     if (rc)
         return -1;
     snprintf(t->last_checkpoint, sizeof t->last_checkpoint, "%s/%s",
              c->checkpoint.dir, name);
+    struct stat st;
+    if (t->progress.mode != SF_PROGRESS_NONE && stat(t->last_checkpoint, &st) == 0)
+        printf("shardfit: wrote %s (%.1f MB) in %.3fs, %.0f MB/s\n",
+               t->last_checkpoint, (double)st.st_size / 1e6, seconds,
+               (double)st.st_size / 1e6 / seconds);
     /* With early stopping, the best epoch's file outlives keep_last. */
     char best[64];
     const char *keep = NULL;
