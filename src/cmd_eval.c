@@ -68,8 +68,10 @@ static int parse_args(int predict, int argc, char **argv, EvalArgs *a)
  * builds the model and loads its weights. Not collective. 0 or -1. */
 static int setup_local(EvalJob *j, const EvalArgs *a, SfComm *comm, SfError *err)
 {
-    if (sf_checkpoint_read_info(a->checkpoint, &j->info, err))
+    if (sf_checkpoint_read_info(a->checkpoint, &j->info, err)) {
+        sf_error_prefix(err, "--checkpoint ");
         return -1;
+    }
     if (!j->info.config || !j->info.layers) {
         sf_error_set(err, SF_EXIT_INPUT, "'%s' holds weights but no config: it "
                      "can start a run (model.init_checkpoint) but not be "
@@ -124,7 +126,8 @@ static void run_block(EvalJob *j, double sums[3])
     sf_loader_block(j->loader, &off, &len);
     for (int64_t i = 0; i < len; i += j->rows) {
         int64_t n = len - i < j->rows ? len - i : j->rows;
-        sf_loader_read_block(j->loader, i, n, j->x, j->classes, j->values);
+        SfError unused = {0}; /* a shard loader reads memory: cannot fail */
+        sf_loader_read_block(j->loader, i, n, j->x, j->classes, j->values, &unused);
         if (!j->predict) {
             SfTargets t = {has_classes ? j->classes : NULL,
                            has_classes ? NULL : j->values};

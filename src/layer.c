@@ -58,9 +58,6 @@ int sf_layer_setup(SfLayer *l, const char *token, SfShape in,
             return -1;
         }
         l->ops = &sf_layer_dropout;
-    } else if (arg) {
-        snprintf(msg, (size_t)msgsize, "'%s': this layer takes no argument", token);
-        return -1;
     } else if (IS("relu")) {
         l->ops = &sf_layer_relu;
     } else if (IS("tanh")) {
@@ -74,6 +71,11 @@ int sf_layer_setup(SfLayer *l, const char *token, SfShape in,
         snprintf(msg, (size_t)msgsize,
                  "'%s': unknown layer; known: dense:UNITS relu tanh sigmoid "
                  "dropout:RATE flatten", token);
+        return -1;
+    }
+    if (arg && l->ops != &sf_layer_dense && l->ops != &sf_layer_dropout) {
+        snprintf(msg, (size_t)msgsize, "'%s': %s takes no argument", token,
+                 l->ops->kind);
         return -1;
     }
 #undef IS

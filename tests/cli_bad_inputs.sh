@@ -1,0 +1,91 @@
+#!/bin/sh
+# cli_bad_inputs.sh: runs every row of tests/bad-inputs.txt, the catalogue
+# of bad inputs. Each must end with its exit status and its message, printed
+# once (so no rank repeats it and none hangs: every job has 60 s). Ends with
+# "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+SF="$(pwd)/$BUILD/shardfit"
+RUN="$(pwd)/scripts/mpirun-local.sh"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+passed=0; failed=0
+
+# Fixtures: 4 features, 3 classes; /val; /bad with a label 5 at row 250;
+# /short one row shorter; /narrow with 2 features; two trained checkpoints.
+gen() { awk -v seed="$1" -v n="$2" -v bad="$3" -v cols="$4" 'BEGIN { srand(seed);
+    h = "a,b"; if (cols > 2) h = h ",c,d"; print h ",label";
+    for (i = 0; i < n; i++) { a = rand(); b = rand(); c = rand(); d = rand();
+        l = (a + b > c + d) ? 1 : 0; if (a > 0.75) l = 2; if (i == bad) l = 5;
+        if (cols > 2) printf "%.4f,%.4f,%.4f,%.4f,%d\n", a, b, c, d, l;
+        else printf "%.4f,%.4f,%d\n", a, b, l } }'; }
+gen 3 300 -1 4 > "$T/train.csv"; gen 4 100 -1 4 > "$T/val.csv"
+gen 3 300 250 4 > "$T/bad.csv"; gen 3 299 -1 4 > "$T/short.csv"; gen 5 100 -1 2 > "$T/narrow.csv"
+for g in train val bad short narrow; do
+    "$SF" convert csv "$T/$g.csv" --label-column label --out "$T/d.h5" --group "/$g" > /dev/null ||
+        { echo "cannot make the fixtures"; echo "0 passed, 1 failed"; exit 1; }
+done
+cat > "$T/c.ini" <<INI
+[data]
+path = $T/d.h5
+features = /train/features
+labels = /train/labels
+val_features = /val/features
+val_labels = /val/labels
+[model]
+layers = dense:32 relu dense:3
+[train]
+epochs = 1
+batch_size = 16
+[checkpoint]
+dir = $T/run/ckpt
+resume = never
+[log]
+dir = $T/run
+progress = none
+INI
+printf '[train]\nepochs = 2\nbatchsize = 4\n' > "$T/typo.ini"
+printf '[optimiser]\nlr = 0.1\n' > "$T/section.ini"
+printf 'localhost slots=abc\n' > "$T/bad-hostfile"
+"$SF" train "$T/c.ini" --set "checkpoint.dir=$T/ckpt" > /dev/null &&
+"$SF" train "$T/c.ini" --set "checkpoint.dir=$T/ckpt2" --set train.epochs=2 > /dev/null ||
+    { echo "cannot make the checkpoints"; echo "0 passed, 1 failed"; exit 1; }
+
+trim() { echo "$1" | sed 's/^ *//; s/ *$//'; }
+
+check() { # name status pattern np command...
+    name=$1 want=$2 pattern=$3 np=$4; shift 4
+    if [ "$np" = - ] && [ "$category" = hostfile ]; then
+        timeout 60 mpirun "$@" < /dev/null > "$T/out" 2>&1
+    elif [ "$np" = - ]; then
+        timeout 60 "$SF" "$@" < /dev/null > "$T/out" 2>&1
+    else
+        timeout 60 "$RUN" "$np" "$SF" "$@" < /dev/null > "$T/out" 2>&1
+    fi
+    st=$?
+    lines=$(grep -c 'error:' "$T/out")
+    if { [ "$want" = nz ] && [ "$st" -ne 0 ] && [ "$st" -ne 124 ] || [ "$st" = "$want" ]; } &&
+       grep -q -- "$pattern" "$T/out" && { [ "$category" = hostfile ] || [ "$lines" -eq 1 ]; }
+    then passed=$((passed + 1)); echo "ok   $name"
+    else failed=$((failed + 1)); echo "FAIL $name: status $st (want $want), $lines error lines, pattern '$pattern'"
+         sed 's/^/     | /' "$T/out" | tail -n 6
+    fi
+}
+
+while IFS= read -r line; do
+    case "$line" in ''|'#'*) continue ;; esac
+    category=$(trim "$(echo "$line" | cut -d'|' -f1)")
+    ranks=$(trim "$(echo "$line" | cut -d'|' -f2)")
+    status=$(trim "$(echo "$line" | cut -d'|' -f3)")
+    pattern=$(trim "$(echo "$line" | cut -d'|' -f4)" | sed "s|\\\$T|$T|g")
+    command=$(trim "$(echo "$line" | cut -d'|' -f5-)" | sed "s|\\\$T|$T|g")
+    for np in $(echo "$ranks" | tr ',' ' '); do
+        label="$category: $command"; [ "$np" != - ] && label="$label (np=$np)"
+        eval "set -- $command"
+        check "$(echo "$label" | sed "s|$T|\$T|g")" "$status" "$pattern" "$np" "$@"
+    done
+done < tests/bad-inputs.txt
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
