@@ -103,14 +103,9 @@ static void print_checkpoint_summary(const char *path)
     printf("model: %s\n", info.layers);
     if (info.nhistory > 0) {
         const SfEpochMetrics *m = &info.history[info.nhistory - 1];
-        printf("epoch %lld: loss %.4f", (long long)m->epoch, m->loss);
-        if (m->has_accuracy)
-            printf("  acc %.4f", m->accuracy);
-        if (m->has_val)
-            printf("  val_loss %.4f", m->val_loss);
-        if (m->has_val && m->has_accuracy)
-            printf("  val_acc %.4f", m->val_accuracy);
-        printf("  lr %.4g\n", m->lr);
+        char line[512];
+        sf_metrics_format(m, m->epoch, m->steps_in_epoch, line, sizeof line);
+        printf("last: %s\n", line);
     }
     if (info.stop_best_epoch > 0)
         printf("best epoch by stop.monitor: %lld (%.6g)\n",

@@ -3,29 +3,16 @@
 # of bad inputs. Each must end with its exit status and its message, printed
 # once (so no rank repeats it and none hangs: every job has 60 s). Ends with
 # "N passed, N failed".
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-SF="$(pwd)/$BUILD/shardfit"
-RUN="$(pwd)/scripts/mpirun-local.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-passed=0; failed=0
+cd "$(dirname "$0")/.." && . tests/lib.sh
+T=$tmp
 
 # Fixtures: 4 features, 3 classes; /val; /bad with a label 5 at row 250;
 # /short one row shorter; /narrow with 2 features; two trained checkpoints.
-gen() { awk -v seed="$1" -v n="$2" -v bad="$3" -v cols="$4" 'BEGIN { srand(seed);
-    h = "a,b"; if (cols > 2) h = h ",c,d"; print h ",label";
-    for (i = 0; i < n; i++) { a = rand(); b = rand(); c = rand(); d = rand();
-        l = (a + b > c + d) ? 1 : 0; if (a > 0.75) l = 2; if (i == bad) l = 5;
-        if (cols > 2) printf "%.4f,%.4f,%.4f,%.4f,%d\n", a, b, c, d, l;
-        else printf "%.4f,%.4f,%d\n", a, b, l } }'; }
-gen 3 300 -1 4 > "$T/train.csv"; gen 4 100 -1 4 > "$T/val.csv"
-gen 3 300 250 4 > "$T/bad.csv"; gen 3 299 -1 4 > "$T/short.csv"; gen 5 100 -1 2 > "$T/narrow.csv"
-for g in train val bad short narrow; do
-    "$SF" convert csv "$T/$g.csv" --label-column label --out "$T/d.h5" --group "/$g" > /dev/null ||
-        { echo "cannot make the fixtures"; echo "0 passed, 1 failed"; exit 1; }
-done
+add_group "$T/d.h5" /train 3 300
+add_group "$T/d.h5" /val 4 100
+add_group "$T/d.h5" /bad 3 300 250
+add_group "$T/d.h5" /short 3 299
+add_group "$T/d.h5" /narrow 5 100 -1 2
 cat > "$T/c.ini" <<INI
 [data]
 path = $T/d.h5
@@ -87,5 +74,4 @@ while IFS= read -r line; do
     done
 done < tests/bad-inputs.txt
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -6,21 +6,9 @@
 # checkpoint.dir, a missing resume path, a write failing on a full disk.
 # Final weights are compared through `shardfit eval`, whose 9 significant
 # digits tell apart any two different weight sets. Ends "N passed, N failed".
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-SF="$(pwd)/$BUILD/shardfit"
-RUN="$(pwd)/scripts/mpirun-local.sh"
-tmp=$(mktemp -d)
-trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-passed=0; failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; sed 's/^/     | /' "$tmp/out" | tail -n 12; }
+cd "$(dirname "$0")/.." && . tests/lib.sh
 
-awk 'BEGIN { srand(7); print "a,b,c,d,label";
-    for (i = 0; i < 8000; i++) { a = rand(); b = rand(); c = rand(); d = rand();
-        printf "%.4f,%.4f,%.4f,%.4f,%d\n", a, b, c, d, (a + b > c + d) + (a > 0.8) } }' > "$tmp/d.csv"
-"$SF" convert csv "$tmp/d.csv" --label-column label --out "$tmp/d.h5" --group /train > /dev/null
+add_group "$tmp/d.h5" /train 7 8000
 cat > "$tmp/c.ini" <<INI
 [data]
 path = $tmp/d.h5
@@ -114,5 +102,4 @@ then ok "a failed write ends the job, names the file, leaves nothing behind"; el
 if grep -q "resuming from .*epoch-0001.h5" "$tmp/out" && [ -f "$tmp/full/ckpt/epoch-0002.h5" ]
 then ok "the checkpoint before the failure still resumes"; else bad "the checkpoint before the failure still resumes"; fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -3,32 +3,20 @@
 # mpirun jobs; each check looks at the exit status, the message, and how long
 # the job took to end (bounds generous enough for a loaded machine).
 # Ends with "N passed, N failed".
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-SF="$(pwd)/$BUILD/shardfit"
-RUN="$(pwd)/scripts/mpirun-local.sh"
-tmp=$(mktemp -d)
-trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-passed=0; failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; sed 's/^/     | /' "$tmp/out" | tail -n 12; }
+cd "$(dirname "$0")/.." && . tests/lib.sh
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 within() { awk -v t="$1" -v m="$2" 'BEGIN { exit !(t <= m) }'; }
 
 # A run long enough to interrupt: 20000 rows, 200 epochs.
-awk 'BEGIN { srand(5); print "a,b,c,d,label";
-    for (i = 0; i < 20000; i++) { a = rand(); b = rand(); c = rand(); d = rand();
-        printf "%.4f,%.4f,%.4f,%.4f,%d\n", a, b, c, d, (a + b > c + d) } }' > "$tmp/d.csv"
-"$SF" convert csv "$tmp/d.csv" --label-column label --out "$tmp/d.h5" --group /train > /dev/null
+add_group "$tmp/d.h5" /train 5 20000
 cat > "$tmp/c.ini" <<INI
 [data]
 path = $tmp/d.h5
 features = /train/features
 labels = /train/labels
 [model]
-layers = dense:256 relu dense:256 relu dense:2
+layers = dense:256 relu dense:256 relu dense:3
 [train]
 epochs = 200
 batch_size = 32
@@ -93,5 +81,4 @@ for np in 1 3; do
     then ok "divergence stops every rank (np=$np, ${took}s)"; else bad "divergence stops every rank (np=$np): status $status"; fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -3,32 +3,11 @@
 # generated data under mpirun with 1, 2 and 3 ranks. (Every bad input is in
 # the catalogue, tests/bad-inputs.txt, run by tests/cli_bad_inputs.sh.)
 # Ends with "N passed, N failed".
-set -u
-cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-SF="$(pwd)/$BUILD/shardfit"
-RUN="$(pwd)/scripts/mpirun-local.sh"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0; failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; [ -f "$tmp/out" ] && sed 's/^/     | /' "$tmp/out" | tail -n 15; }
+cd "$(dirname "$0")/.." && . tests/lib.sh
 
-# Generated data: 4 features, 3 classes; /val from another draw; /bad has a
-# label 5; /short has one row fewer than /train's labels.
-gen() { awk -v seed="$1" -v n="$2" -v bad="$3" 'BEGIN { srand(seed);
-    print "a,b,c,d,label";
-    for (i = 0; i < n; i++) { a = rand(); b = rand(); c = rand(); d = rand();
-        l = (a + b > c + d) ? 1 : 0; if (a > 0.75) l = 2; if (i == bad) l = 5;
-        printf "%.4f,%.4f,%.4f,%.4f,%d\n", a, b, c, d, l } }'; }
-gen 3 300 -1 > "$tmp/train.csv"
-gen 4 100 -1 > "$tmp/val.csv"
-gen 3 300 250 > "$tmp/bad.csv"
-gen 3 299 -1 > "$tmp/short.csv"
-for g in train val bad short; do
-    "$SF" convert csv "$tmp/$g.csv" --label-column label --out "$tmp/d.h5" \
-        --group "/$g" > /dev/null || { echo "cannot make test data"; exit 1; }
-done
+# Generated data: 4 features, 3 classes; /val from another draw.
+add_group "$tmp/d.h5" /train 3 300
+add_group "$tmp/d.h5" /val 4 100
 
 cat > "$tmp/c.ini" <<INI
 [data]
@@ -68,5 +47,4 @@ for np in 1 2 3; do
     then ok "trains end to end (np=$np)"; else bad "trains end to end (np=$np)"; fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary
