@@ -39,7 +39,7 @@ LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test run bench clean deps
+.PHONY: all test run bench clean deps fuzz
 all: $(BUILD)/shardfit $(TEST_BIN)
 
 deps:
@@ -77,7 +77,12 @@ bench: deps
 	@BUILD=$(BUILD) scripts/bench.sh
 	@BUILD=$(BUILD) scripts/bench-checkpoint.sh
 
+# Fuzz every target for FUZZ_SECONDS each (libFuzzer, clang; see fuzz/README.md).
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	@scripts/fuzz.sh run $(FUZZ_SECONDS)
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d $(TEST_BIN:=.d) $(BUILD)/tests/testutil.d

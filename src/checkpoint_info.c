@@ -256,6 +256,16 @@ int sf_ckpt_read_history(hid_t file, SfCheckpointInfo *info, SfError *err)
             H5Dclose(d);
             goto cleanup;
         }
+        /* Untrusted size: a history holds one entry per completed epoch,
+         * so it is bounded by the epoch attribute (read before this) and by
+         * a sanity cap, before anything is allocated from it. */
+        if (i == 0 && (a.dims[0] > info->epoch || a.dims[0] > (1 << 24))) {
+            sf_error_set(err, SF_EXIT_INPUT, "'%s' declares %lld epochs of "
+                         "history, but the checkpoint has %lld completed epochs",
+                         path, (long long)a.dims[0], (long long)info->epoch);
+            H5Dclose(d);
+            goto cleanup;
+        }
         if (i == 0) {
             size_t n = (size_t)a.dims[0] ? (size_t)a.dims[0] : 1;
             info->nhistory = a.dims[0];
