@@ -138,20 +138,30 @@ static void to_host_order(void *data, size_t count, size_t size)
         }
 }
 
-/* The data, then a check that nothing follows it. */
+/* The data, then a check that nothing follows it. The buffer grows
+ * (doubling) as the data arrives instead of taking the header's word for
+ * it: found by fuzz/fuzz_idx.c, a 16-byte file declaring 2 GiB made us
+ * allocate 2 GiB before finding it short. */
 static int read_data(gzFile f, const char *path, SfArray *out, uint64_t bytes,
                      SfError *err)
 {
     unsigned char extra[4096];
-    uint64_t got, more = 0;
-    out->data = malloc(bytes);
-    if (!out->data) {
-        sf_error_set(err, SF_EXIT_FAILURE, "'%s': cannot allocate %llu bytes",
-                     path, (unsigned long long)bytes);
-        return -1;
+    uint64_t got = 0, part, more = 0;
+    for (uint64_t cap = 0; got == cap && cap < bytes;) {
+        cap = cap == 0 ? (bytes < IDX_BUFFER ? bytes : IDX_BUFFER)
+                       : (cap > bytes / 2 ? bytes : 2 * cap);
+        void *grown = realloc(out->data, cap);
+        if (!grown) {
+            sf_error_set(err, SF_EXIT_FAILURE, "'%s': cannot allocate %llu "
+                         "bytes", path, (unsigned long long)cap);
+            return -1;
+        }
+        out->data = grown;
+        if (read_full(f, path, (char *)out->data + got, cap - got, &part,
+                      err) < 0)
+            return -1;
+        got += part;
     }
-    if (read_full(f, path, out->data, bytes, &got, err) < 0)
-        return -1;
     if (got < bytes) {
         sf_error_set(err, SF_EXIT_INPUT, "'%s' is truncated: its IDX header "
                      "promises %llu data bytes, found %llu", path,

@@ -1,18 +1,49 @@
 /* dataset.c: training data out of HDF5 (see dataset.h).
  *
  * Everything about a dataset that can be wrong is checked once, in
- * sf_dataset_open(), so a read on the hot path is one hyperslab with nothing
+ * sf_dataset_open(), so a read on the hot path is one selection with nothing
  * left to ask. The file is read-only and opened by each rank on its own.
- * HDF5 is not thread-safe here (MEASUREMENTS.md): one thread at a time may
- * call into a dataset. Writing lives in h5writer.c, listing a file's
- * contents in dataset_visit.c. */
+ * HDF5 is not thread-safe here (MEASUREMENTS.md): every public function
+ * holds sf_h5_lock(), so the stream loader's reader thread and the main
+ * thread may both use datasets. Writing lives in h5writer.c, listing a
+ * file's contents in dataset_visit.c.
+ *
+ * Reading a sorted set of rows (the stream loader, every step). Measured on
+ * this machine, Fashion-MNIST train images (60000 x 784 uint8), 64 random
+ * rows per read, sorted, file in page cache, microseconds per read:
+ *
+ *                                    per-row   union of    point    pread of
+ *                                    H5Dread   hyperslabs  select.  the rows
+ *   contiguous                          198        185      1238        34
+ *   contiguous, 0-byte sieve buffer      77         74         -         -
+ *   chunked 1337 rows, 1 MiB cache     2850       5100         -         -
+ *   chunked 1337 rows, 64 MiB cache      94       2370         -         -
+ *   gzip-4 1337-row chunks, 1 MiB     159000     152000         -         -
+ *   gzip-4 1337-row chunks, 64 MiB      104       2330         -         -
+ *   gzip-4 16-row chunks, 1 MiB        4190       6360         -         -
+ *
+ * A union of hyperslabs also grows quadratically with the rows: 1024 rows
+ * take 5.0 ms against 1.2 ms row by row, 8192 rows 640 ms against 9.8 ms.
+ * So: contiguous data stored in native byte order is read with one pread(2)
+ * per run of consecutive rows at the dataset's file offset (H5Dget_offset
+ * exists for this): 5.8x faster than HDF5, whose 64 KiB sieve buffer is
+ * filled for every row (the file is opened with default properties). Any
+ * other layout is read with one H5Dread per run of rows, in row order, so a
+ * chunk is inflated at most once per read as long as the chunk cache holds
+ * one band of chunks; the cache sized in chunk_cache_dapl() holds the whole
+ * dataset up to 64 MiB, after which random rows from 1 MiB gzip chunks cost
+ * a chunk inflation (about 4 ms) per row: store data for streaming
+ * contiguous, or in small chunks. */
 #include "shardfit/dataset.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "h5util.h"
 
@@ -26,11 +57,18 @@
 typedef struct {
     char *name;       /* "/train/images" */
     hid_t id;         /* the open HDF5 dataset */
+    hid_t native;     /* the memory type of the stored type */
+    size_t row_bytes; /* stored bytes per row */
+    /* Where pread(2) finds row 0: the storage is contiguous, allocated, not
+     * external, and in native byte order. -1 for anything else. */
+    int64_t offset;
 } Array;
 
 struct SfDataset {
     char *path;
     hid_t file;
+    int fd;           /* HDF5's own descriptor of the file, or -1 */
+    int64_t size;     /* the file's size when opened */
     Array features, labels;
     SfDatasetInfo info;
 };
@@ -192,6 +230,35 @@ static int describe(hid_t dset, const char *path, const char *name,
         }
         elems *= info->dims[d];
     }
+    /* The scaleoffset and nbit filters record how many values a chunk
+     * holds (cd_values[2]); HDF5 1.10.8 trusts that over the chunk's shape
+     * and reads past the end of its chunk buffer when they differ (found by
+     * fuzz/fuzz_dataset.c: fuzz/regressions/dataset/). */
+    hid_t dcpl = H5Dget_create_plist(dset);
+    hsize_t cdims[SF_MAX_DIMS];
+    int nf = dcpl < 0 ? 0 : H5Pget_nfilters(dcpl);
+    uint64_t chunk = 1;
+    if (nf > 0 && H5Pget_chunk(dcpl, info->ndims, cdims) == info->ndims)
+        for (int d = 0; d < info->ndims; d++)
+            chunk *= cdims[d];
+    for (int i = 0; i < nf; i++) {
+        unsigned flags, cd[3] = {0};
+        size_t ncd = 3;
+        H5Z_filter_t f = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0,
+                                        NULL, NULL);
+        if ((f == H5Z_FILTER_SCALEOFFSET || f == H5Z_FILTER_NBIT) &&
+            (ncd < 3 || cd[2] != chunk)) {
+            sf_error_set(err, SF_EXIT_INPUT, "'%s' dataset '%s' is damaged: "
+                         "its %s filter expects chunks of %u values, its "
+                         "chunks hold %llu", path, name,
+                         f == H5Z_FILTER_NBIT ? "nbit" : "scaleoffset",
+                         ncd < 3 ? 0 : cd[2], (unsigned long long)chunk);
+            H5Pclose(dcpl);
+            return -1;
+        }
+    }
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
     return 0;
 }
 
@@ -241,6 +308,33 @@ cleanup:
     return dapl;
 }
 
+static int64_t row_elems(const SfArrayInfo *info)
+{
+    int64_t n = 1;
+    for (int d = 1; d < info->ndims; d++)
+        n *= info->dims[d];
+    return n;
+}
+
+/* The file offset of the open dataset id's first row when pread(2) reads its
+ * rows exactly as H5Dread would, else -1 (see Array.offset). */
+static int64_t direct_offset(hid_t id, hid_t native)
+{
+    int64_t offset = -1;
+    hid_t dcpl = H5Dget_create_plist(id), type = H5Dget_type(id);
+    if (dcpl >= 0 && type >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS &&
+        H5Pget_external_count(dcpl) == 0 && H5Tequal(type, native) > 0) {
+        haddr_t addr = H5Dget_offset(id); /* from the file's first byte */
+        if (addr != HADDR_UNDEF && addr <= (haddr_t)INT64_MAX)
+            offset = (int64_t)addr;
+    }
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (type >= 0)
+        H5Tclose(type);
+    return offset;
+}
+
 /* Opens and describes one dataset; errors name the file and dataset. */
 static int open_array(hid_t file, const char *path, const char *name,
                       Array *a, SfArrayInfo *info, SfError *err)
@@ -248,6 +342,7 @@ static int open_array(hid_t file, const char *path, const char *name,
     char detail[512];
     hid_t obj = -1, dapl = -1;
     a->id = -1;
+    a->offset = -1;
     a->name = strdup(name);
     if (!a->name) {
         sf_error_set(err, SF_EXIT_FAILURE, "out of memory");
@@ -278,9 +373,14 @@ static int open_array(hid_t file, const char *path, const char *name,
     obj = -1;
     if (dapl >= 0)
         a->id = H5Dopen2(file, name, dapl);
-    if (a->id < 0)
+    if (a->id < 0) {
         sf_error_set(err, SF_EXIT_INPUT, "'%s': cannot open '%s': %s", path,
                      name, sf_h5_error_detail(detail, sizeof detail));
+        goto cleanup;
+    }
+    a->native = sf_h5_native_type(info->dtype);
+    a->row_bytes = (size_t)row_elems(info) * sf_dtype_size(info->dtype);
+    a->offset = direct_offset(a->id, a->native);
 cleanup:
     if (dapl > 0)
         H5Pclose(dapl);
@@ -289,16 +389,36 @@ cleanup:
     return a->id >= 0 ? 0 : -1;
 }
 
-static int64_t row_elems(const SfArrayInfo *info)
+/* HDF5's descriptor of the file (the default sec2 driver has one) and the
+ * file's size, so reads can pread(2) and notice a file that vanished or
+ * shrank. Without them, reads go through HDF5 only. */
+static void find_fd(SfDataset *ds)
 {
-    int64_t n = 1;
-    for (int d = 1; d < info->ndims; d++)
-        n *= info->dims[d];
-    return n;
+    void *handle = NULL;
+    struct stat st;
+    hid_t fapl = H5Fget_access_plist(ds->file);
+    ds->fd = -1;
+    if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+        H5Fget_vfd_handle(ds->file, fapl, &handle) >= 0 && handle &&
+        fstat(*(int *)handle, &st) == 0) {
+        ds->fd = *(int *)handle;
+        ds->size = (int64_t)st.st_size;
+    }
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    /* A damaged file may place the rows beyond its end: let HDF5 say so. */
+    Array *arrays[2] = {&ds->features, &ds->labels};
+    for (int k = 0; k < 2; k++) {
+        Array *a = arrays[k];
+        if (ds->fd < 0 || a->offset > ds->size ||
+            (uint64_t)ds->info.rows * a->row_bytes >
+                (uint64_t)(ds->size - a->offset))
+            a->offset = -1;
+    }
 }
 
-SfDataset *sf_dataset_open(const char *path, const char *features,
-                           const char *labels, SfError *err)
+static SfDataset *open_locked(const char *path, const char *features,
+                              const char *labels, SfError *err)
 {
     SfDataset *ds = calloc(1, sizeof *ds);
     if (!ds || !(ds->path = strdup(path))) {
@@ -307,6 +427,7 @@ SfDataset *sf_dataset_open(const char *path, const char *features,
         return NULL;
     }
     ds->features.id = ds->labels.id = -1;
+    ds->fd = -1;
     SfDatasetInfo *info = &ds->info;
     ds->file = sf_h5_open_read(path, err);
     if (ds->file < 0 ||
@@ -329,10 +450,20 @@ SfDataset *sf_dataset_open(const char *path, const char *features,
                      info->feature_size ? labels : features);
         goto fail;
     }
+    find_fd(ds);
     return ds;
 fail:
     sf_dataset_close(ds);
     return NULL;
+}
+
+SfDataset *sf_dataset_open(const char *path, const char *features,
+                           const char *labels, SfError *err)
+{
+    sf_h5_lock();
+    SfDataset *ds = open_locked(path, features, labels, err);
+    sf_h5_unlock();
+    return ds;
 }
 
 static void close_array(Array *a)
@@ -346,10 +477,12 @@ void sf_dataset_close(SfDataset *ds)
 {
     if (!ds)
         return;
+    sf_h5_lock();
     close_array(&ds->features);
     close_array(&ds->labels);
     if (ds->file >= 0)
         H5Fclose(ds->file);
+    sf_h5_unlock();
     free(ds->path);
     free(ds);
 }
@@ -361,50 +494,158 @@ const SfDatasetInfo *sf_dataset_info(const SfDataset *ds)
 
 /* ---- reading ---------------------------------------------------------- */
 
-static int check_rows(const SfDataset *ds, const Array *a, int64_t row0,
-                      int64_t n, SfError *err)
+/* The rows of one read: row0 + i, or list[i] (non-decreasing). */
+typedef struct {
+    const int64_t *list;
+    int64_t row0, n;
+} Rows;
+
+static int64_t row_at(const Rows *r, int64_t i)
 {
-    if (row0 >= 0 && n >= 0 && row0 <= ds->info.rows - n)
-        return 0;
-    sf_error_set(err, SF_EXIT_FAILURE, "'%s': rows [%lld, %lld) of '%s' are "
-                 "out of range: it has %lld rows", ds->path, (long long)row0,
-                 (long long)((uint64_t)row0 + (uint64_t)n), /* wraps, no UB */
-                 a->name, (long long)ds->info.rows);
-    return -1;
+    return r->list ? r->list[i] : r->row0 + i;
 }
 
-/* Rows [row0, row0 + n) of a, converted by HDF5 to memtype, as one
- * hyperslab of whole rows. */
-static int read_rows(const SfDataset *ds, const Array *a,
-                     const SfArrayInfo *info, hid_t memtype, int64_t row0,
-                     int64_t n, void *buf, SfError *err)
+/* The end of the run of consecutive rows that starts at i. */
+static int64_t run_end(const Rows *r, int64_t i)
 {
-    hsize_t start[SF_MAX_DIMS] = {0}, count[SF_MAX_DIMS];
-    char detail[256];
+    if (!r->list)
+        return r->n;
+    int64_t j = i + 1;
+    while (j < r->n && r->list[j] == r->list[j - 1] + 1)
+        j++;
+    return j;
+}
+
+/* Rows outside [0, rows), or a list out of order, are the caller's bug. */
+static int check_rows(const SfDataset *ds, const Array *a, const Rows *r,
+                      SfError *err)
+{
+    const int64_t rows = ds->info.rows;
+    if (!r->list || r->n < 0) {
+        if (r->row0 >= 0 && r->n >= 0 && r->row0 <= rows - r->n)
+            return 0;
+        sf_error_set(err, SF_EXIT_FAILURE, "'%s': rows [%lld, %lld) of '%s' "
+                     "are out of range: it has %lld rows", ds->path,
+                     (long long)r->row0,
+                     (long long)((uint64_t)r->row0 + (uint64_t)r->n), /* no UB */
+                     a->name, (long long)rows);
+        return -1;
+    }
+    for (int64_t i = 0; i < r->n; i++) {
+        if (r->list[i] < 0 || r->list[i] >= rows) {
+            sf_error_set(err, SF_EXIT_FAILURE, "'%s': row %lld of '%s' is out "
+                         "of range: it has %lld rows", ds->path,
+                         (long long)r->list[i], a->name, (long long)rows);
+            return -1;
+        }
+        if (i > 0 && r->list[i] < r->list[i - 1]) {
+            sf_error_set(err, SF_EXIT_FAILURE, "'%s': rows read from '%s' are "
+                         "not sorted (%lld after %lld)", ds->path, a->name,
+                         (long long)r->list[i], (long long)r->list[i - 1]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The file is still the one we opened, whole: pread(2) from a truncated
+ * file stops short, and HDF5 would fill the missing bytes with zeros. */
+static int check_file(const SfDataset *ds, SfError *err)
+{
+    struct stat st;
+    if (ds->fd < 0)
+        return 0;
+    if (fstat(ds->fd, &st) != 0) {
+        sf_error_set(err, SF_EXIT_FAILURE, "'%s': cannot read: %s", ds->path,
+                     strerror(errno));
+        return -1;
+    }
+    if (st.st_nlink == 0) {
+        sf_error_set(err, SF_EXIT_FAILURE, "'%s' was deleted or replaced "
+                     "while it was being read", ds->path);
+        return -1;
+    }
+    if ((int64_t)st.st_size < ds->size) {
+        sf_error_set(err, SF_EXIT_FAILURE, "'%s' shrank from %lld to %lld "
+                     "bytes while it was being read", ds->path,
+                     (long long)ds->size, (long long)st.st_size);
+        return -1;
+    }
+    return 0;
+}
+
+/* n bytes at pos, in full: 0, or -1 with errno (0 at end of file). */
+static int pread_all(int fd, void *buf, size_t n, int64_t pos)
+{
+    for (size_t done = 0; done < n;) {
+        ssize_t got = pread(fd, (char *)buf + done, n - done,
+                            (off_t)(pos + (int64_t)done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            if (got == 0)
+                errno = 0;
+            return -1;
+        }
+        done += (size_t)got;
+    }
+    return 0;
+}
+
+/* Reads r with pread(2) into buf, packed in the stored type; 0, or -1 with
+ * *bad_row and *what saying why. */
+static int read_direct(const SfDataset *ds, const Array *a, const Rows *r,
+                       void *buf, int64_t *bad_row, const char **what)
+{
+    for (int64_t i = 0, j; i < r->n; i = j) {
+        j = run_end(r, i);
+        if (pread_all(ds->fd, (char *)buf + (size_t)i * a->row_bytes,
+                      (size_t)(j - i) * a->row_bytes,
+                      a->offset + row_at(r, i) * (int64_t)a->row_bytes) < 0) {
+            *bad_row = row_at(r, i);
+            *what = errno ? strerror(errno) : "the file ends before them";
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads r into buf, packed in the stored type, with one H5Dread per run of
+ * rows; 0, or -1 with *bad_row and HDF5's reason in detail (taken at once:
+ * the next HDF5 call clears it). */
+static int read_hdf5(const Array *a, const SfArrayInfo *info, const Rows *r,
+                     void *buf, int64_t *bad_row, char *detail, size_t size)
+{
+    hsize_t start[SF_MAX_DIMS] = {0}, count[SF_MAX_DIMS], mstart[SF_MAX_DIMS] = {0};
     hid_t fspace = -1, mspace = -1;
     int rc = -1;
-    if (check_rows(ds, a, row0, n, err) < 0)
-        return -1;
-    if (n == 0)
-        return 0;
     for (int d = 0; d < info->ndims; d++)
         count[d] = (hsize_t)info->dims[d];
-    start[0] = (hsize_t)row0;
-    count[0] = (hsize_t)n;
-    /* The memory space has the selection's shape: HDF5 then copies whole
-     * runs, 6x (whole set) to 13x (single rows) faster than into a flat
-     * space of the same size. */
+    count[0] = (hsize_t)r->n;
+    /* The memory space has the rows' shape: HDF5 then copies whole runs,
+     * 6x (whole set) to 13x (single rows) faster than into a flat space of
+     * the same size. */
     fspace = H5Dget_space(a->id);
     mspace = H5Screate_simple(info->ndims, count, NULL);
-    if (fspace < 0 || mspace < 0 ||
-        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count,
-                            NULL) < 0 ||
-        H5Dread(a->id, memtype, mspace, fspace, H5P_DEFAULT, buf) < 0) {
-        sf_error_set(err, SF_EXIT_FAILURE, "'%s': reading rows [%lld, %lld) "
-                     "of '%s' failed: %s", ds->path, (long long)row0,
-                     (long long)(row0 + n), a->name,
-                     sf_h5_error_detail(detail, sizeof detail));
+    *bad_row = row_at(r, 0);
+    if (fspace < 0 || mspace < 0) {
+        sf_h5_error_detail(detail, size);
         goto cleanup;
+    }
+    for (int64_t i = 0, j; i < r->n; i = j) {
+        j = run_end(r, i);
+        *bad_row = row_at(r, i);
+        start[0] = (hsize_t)row_at(r, i);
+        mstart[0] = (hsize_t)i;
+        count[0] = (hsize_t)(j - i);
+        if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count,
+                                NULL) < 0 ||
+            H5Sselect_hyperslab(mspace, H5S_SELECT_SET, mstart, NULL, count,
+                                NULL) < 0 ||
+            H5Dread(a->id, a->native, mspace, fspace, H5P_DEFAULT, buf) < 0) {
+            sf_h5_error_detail(detail, size);
+            goto cleanup;
+        }
     }
     rc = 0;
 cleanup:
@@ -415,16 +656,72 @@ cleanup:
     return rc;
 }
 
-int sf_dataset_read_features(SfDataset *ds, int64_t row0, int64_t n,
-                             void *buf, SfError *err)
+/* The rows r of a, converted to memtype, packed in order into buf. Rows are
+ * read in their stored type and converted once per call, by the conversion
+ * H5Dread would use: converting inside each H5Dread of a row costs 7.7 us
+ * per row (uint8 to int64 labels), against 1.6 us for the read alone. A
+ * narrowing conversion (float64 to float32) needs room for the stored rows.
+ * Caller holds the HDF5 lock. */
+static int read_rows(const SfDataset *ds, const Array *a,
+                     const SfArrayInfo *info, hid_t memtype, const Rows *r,
+                     void *buf, SfError *err)
 {
-    const SfArrayInfo *f = &ds->info.features;
-    return read_rows(ds, &ds->features, f, sf_h5_native_type(f->dtype), row0,
-                     n, buf, err);
+    char detail[256] = "";
+    const char *what = detail;
+    int64_t bad_row = 0;
+    if (check_rows(ds, a, r, err) < 0)
+        return -1;
+    if (r->n == 0)
+        return 0;
+    if (check_file(ds, err) < 0)
+        return -1;
+    size_t stored = H5Tget_size(a->native), wanted = H5Tget_size(memtype);
+    size_t elems = (size_t)r->n * (a->row_bytes / stored);
+    int same = H5Tequal(memtype, a->native) > 0;
+    void *raw = wanted >= stored ? buf : malloc(elems * stored);
+    if (!raw) {
+        sf_error_set(err, SF_EXIT_FAILURE, "out of memory reading %lld rows",
+                     (long long)r->n);
+        return -1;
+    }
+    int rc = a->offset >= 0 ? read_direct(ds, a, r, raw, &bad_row, &what)
+                            : read_hdf5(a, info, r, raw, &bad_row, detail,
+                                        sizeof detail);
+    if (rc == 0 && !same &&
+        H5Tconvert(a->native, memtype, elems, raw, NULL, H5P_DEFAULT) < 0) {
+        sf_h5_error_detail(detail, sizeof detail);
+        bad_row = row_at(r, 0);
+        rc = -1;
+    }
+    if (rc == 0 && raw != buf)
+        memcpy(buf, raw, elems * wanted);
+    if (raw != buf)
+        free(raw);
+    if (rc == 0)
+        return 0;
+    if (r->list)
+        sf_error_set(err, SF_EXIT_FAILURE, "'%s': reading row %lld of '%s' "
+                     "failed: %s", ds->path, (long long)bad_row, a->name, what);
+    else
+        sf_error_set(err, SF_EXIT_FAILURE, "'%s': reading rows [%lld, %lld) "
+                     "of '%s' failed: %s", ds->path, (long long)r->row0,
+                     (long long)(r->row0 + r->n), a->name, what);
+    return -1;
 }
 
-int sf_dataset_read_class_labels(SfDataset *ds, int64_t row0, int64_t n,
-                                 int32_t *out, SfError *err)
+static int read_features(SfDataset *ds, const Rows *r, void *buf, SfError *err)
+{
+    sf_h5_lock();
+    int rc = read_rows(ds, &ds->features, &ds->info.features,
+                       ds->features.native, r, buf, err);
+    sf_h5_unlock();
+    return rc;
+}
+
+/* Class ids are read as int64, so a value that does not fit int32 is
+ * reported rather than clipped by HDF5's conversion. */
+static int read_class_labels(SfDataset *ds, const Rows *r, int32_t *out,
+                             SfError *err)
 {
     const SfArrayInfo *l = &ds->info.labels;
     char shape[256];
@@ -435,21 +732,20 @@ int sf_dataset_read_class_labels(SfDataset *ds, int64_t row0, int64_t n,
                      sf_array_shape_str(l, shape, sizeof shape));
         return -1;
     }
-    if (check_rows(ds, &ds->labels, row0, n, err) < 0)
-        return -1;
-    int64_t *wide = malloc((size_t)(n ? n : 1) * sizeof *wide);
+    int64_t *wide = malloc((size_t)(r->n > 0 ? r->n : 1) * sizeof *wide);
     if (!wide) {
         sf_error_set(err, SF_EXIT_FAILURE, "out of memory for %lld labels",
-                     (long long)n);
+                     (long long)r->n);
         return -1;
     }
-    int rc = read_rows(ds, &ds->labels, l, H5T_NATIVE_INT64, row0, n, wide,
-                       err);
-    for (int64_t i = 0; rc == 0 && i < n; i++) {
+    sf_h5_lock();
+    int rc = read_rows(ds, &ds->labels, l, H5T_NATIVE_INT64, r, wide, err);
+    sf_h5_unlock();
+    for (int64_t i = 0; rc == 0 && i < r->n; i++) {
         if (wide[i] < INT32_MIN || wide[i] > INT32_MAX) {
             sf_error_set(err, SF_EXIT_INPUT, "'%s': label %lld in row %lld of "
                          "'%s' does not fit a class id (int32)", ds->path,
-                         (long long)wide[i], (long long)(row0 + i),
+                         (long long)wide[i], (long long)row_at(r, i),
                          ds->labels.name);
             rc = -1;
             break;
@@ -460,9 +756,48 @@ int sf_dataset_read_class_labels(SfDataset *ds, int64_t row0, int64_t n,
     return rc;
 }
 
+static int read_target_labels(SfDataset *ds, const Rows *r, float *out,
+                              SfError *err)
+{
+    sf_h5_lock();
+    int rc = read_rows(ds, &ds->labels, &ds->info.labels, H5T_NATIVE_FLOAT, r,
+                       out, err);
+    sf_h5_unlock();
+    return rc;
+}
+
+int sf_dataset_read_features(SfDataset *ds, int64_t row0, int64_t n,
+                             void *buf, SfError *err)
+{
+    return read_features(ds, &(Rows){NULL, row0, n}, buf, err);
+}
+
+int sf_dataset_read_class_labels(SfDataset *ds, int64_t row0, int64_t n,
+                                 int32_t *out, SfError *err)
+{
+    return read_class_labels(ds, &(Rows){NULL, row0, n}, out, err);
+}
+
 int sf_dataset_read_target_labels(SfDataset *ds, int64_t row0, int64_t n,
                                   float *out, SfError *err)
 {
-    return read_rows(ds, &ds->labels, &ds->info.labels, H5T_NATIVE_FLOAT, row0,
-                     n, out, err);
+    return read_target_labels(ds, &(Rows){NULL, row0, n}, out, err);
+}
+
+int sf_dataset_read_feature_rows(SfDataset *ds, const int64_t *rows, int64_t n,
+                                 void *buf, SfError *err)
+{
+    return read_features(ds, &(Rows){rows, 0, n}, buf, err);
+}
+
+int sf_dataset_read_class_label_rows(SfDataset *ds, const int64_t *rows,
+                                     int64_t n, int32_t *out, SfError *err)
+{
+    return read_class_labels(ds, &(Rows){rows, 0, n}, out, err);
+}
+
+int sf_dataset_read_target_label_rows(SfDataset *ds, const int64_t *rows,
+                                      int64_t n, float *out, SfError *err)
+{
+    return read_target_labels(ds, &(Rows){rows, 0, n}, out, err);
 }

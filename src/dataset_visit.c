@@ -15,64 +15,122 @@
 /* Attributes with more values than this are described, not printed. */
 #define ATTR_MAX_VALUES 8
 
+/* Groups nested deeper than this are listed but not entered. HDF5's own
+ * H5Lvisit recurses once per level and overflowed the stack on a file of
+ * 20 000 nested groups (and opening each object by its full path from the
+ * root made the listing quadratic in the depth). */
+#define VISIT_MAX_DEPTH 64
+
 typedef struct {
     const char *path;
     SfDatasetVisitFn fn;
     SfAttrVisitFn attr_fn;
     void *user;
     SfError *err;
+    char full[1024];   /* path of the link being visited, "/a/b" */
+    int depth;         /* groups entered below the root */
+    haddr_t *seen;     /* groups with more than one hard link, entered once */
+    size_t nseen;
 } VisitCtx;
 
-static herr_t visit_link(hid_t root, const char *name, const H5L_info_t *li,
-                         void *data)
+static herr_t visit_link(hid_t group, const char *name, const H5L_info_t *li,
+                         void *data);
+
+/* Lists the links of group g, whose path is ctx->full, and what they lead
+ * to. A group reachable by several hard links is entered only once, so
+ * hard-link cycles cannot loop. 0, or -1 with ctx->err set. */
+static int visit_group(VisitCtx *ctx, hid_t g)
 {
-    VisitCtx *ctx = data;
-    char full[1024], detail[256], what[64];
-    if (li->type != H5L_TYPE_HARD)
-        return 0;
-    hid_t obj = H5Oopen(root, name, H5P_DEFAULT);
-    if (obj < 0) {
-        sf_error_set(ctx->err, SF_EXIT_INPUT, "'%s': cannot open '/%s': %s",
-                     ctx->path, name,
+    char detail[256];
+    H5O_info_t oi;
+    if (H5Oget_info2(g, &oi, H5O_INFO_BASIC) < 0) {
+        sf_error_set(ctx->err, SF_EXIT_INPUT, "'%s': cannot open '%s': %s",
+                     ctx->path, ctx->full[0] ? ctx->full : "/",
                      sf_h5_error_detail(detail, sizeof detail));
         return -1;
     }
-    if (H5Iget_type(obj) == H5I_DATASET) {
+    if (oi.rc > 1) {
+        for (size_t i = 0; i < ctx->nseen; i++)
+            if (ctx->seen[i] == oi.addr)
+                return 0;
+        haddr_t *seen = realloc(ctx->seen, (ctx->nseen + 1) * sizeof *seen);
+        if (!seen) {
+            sf_error_set(ctx->err, SF_EXIT_FAILURE, "out of memory");
+            return -1;
+        }
+        ctx->seen = seen;
+        ctx->seen[ctx->nseen++] = oi.addr;
+    }
+    if (ctx->depth == VISIT_MAX_DEPTH) {
+        ctx->fn(ctx->full, NULL, "group nested too deep: not listed", ctx->user);
+        return 0;
+    }
+    ctx->depth++;
+    herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, visit_link, ctx);
+    ctx->depth--;
+    return rc < 0 ? -1 : 0;
+}
+
+static herr_t visit_link(hid_t group, const char *name, const H5L_info_t *li,
+                         void *data)
+{
+    VisitCtx *ctx = data;
+    char detail[256], what[64];
+    if (li->type != H5L_TYPE_HARD)
+        return 0;
+    size_t len = strlen(ctx->full);
+    snprintf(ctx->full + len, sizeof ctx->full - len, "/%s", name);
+    hid_t obj = H5Oopen(group, name, H5P_DEFAULT);
+    if (obj < 0) {
+        sf_error_set(ctx->err, SF_EXIT_INPUT, "'%s': cannot open '%s': %s",
+                     ctx->path, ctx->full,
+                     sf_h5_error_detail(detail, sizeof detail));
+        ctx->full[len] = '\0';
+        return -1;
+    }
+    int rc = 0;
+    if (H5Iget_type(obj) == H5I_GROUP) {
+        rc = visit_group(ctx, obj);
+    } else if (H5Iget_type(obj) == H5I_DATASET) {
         SfArrayInfo info;
         const char *cls;
-        snprintf(full, sizeof full, "/%s", name);
         switch (sf_h5_probe(obj, &info, &cls)) {
         case SF_H5_PROBE_OK:
-            ctx->fn(full, &info, sf_dtype_name(info.dtype), ctx->user);
+            ctx->fn(ctx->full, &info, sf_dtype_name(info.dtype), ctx->user);
             break;
         case SF_H5_PROBE_RANK:
             snprintf(what, sizeof what, "%s, %d dimensions",
                      sf_dtype_name(info.dtype), info.ndims);
-            ctx->fn(full, NULL, what, ctx->user);
+            ctx->fn(ctx->full, NULL, what, ctx->user);
             break;
         default:
-            ctx->fn(full, NULL, cls, ctx->user);
+            ctx->fn(ctx->full, NULL, cls, ctx->user);
             break;
         }
     }
     H5Oclose(obj);
-    return 0;
+    ctx->full[len] = '\0';
+    return rc;
 }
 
 int sf_dataset_visit(const char *path, SfDatasetVisitFn fn, void *user,
                      SfError *err)
 {
     char detail[256];
-    VisitCtx ctx = {path, fn, NULL, user, err};
+    VisitCtx ctx = {.path = path, .fn = fn, .user = user, .err = err};
     hid_t file = sf_h5_open_read(path, err);
     if (file < 0)
         return -1;
-    herr_t rc = H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, visit_link, &ctx);
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    int rc = root < 0 ? -1 : visit_group(&ctx, root);
     if (rc < 0)
         sf_error_set(err, SF_EXIT_INPUT, "'%s': cannot list its datasets: %s",
                      path, sf_h5_error_detail(detail, sizeof detail));
+    if (root >= 0)
+        H5Gclose(root);
     H5Fclose(file);
-    return rc < 0 ? -1 : 0;
+    free(ctx.seen);
+    return rc;
 }
 
 /* A one-value string attribute, fixed or variable length, as a string the
@@ -180,7 +238,7 @@ int sf_dataset_visit_attrs(const char *path, SfAttrVisitFn fn, void *user,
 {
     char detail[256];
     hsize_t idx = 0;
-    VisitCtx ctx = {path, NULL, fn, user, err};
+    VisitCtx ctx = {.path = path, .attr_fn = fn, .user = user, .err = err};
     hid_t file = sf_h5_open_read(path, err);
     if (file < 0)
         return -1;

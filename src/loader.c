@@ -1,10 +1,13 @@
-/* loader.c: the shard and replicate loaders (loader.h).
+/* loader.c: the three loaders (loader.h); stream's reader thread lives in
+ * loader_stream.c.
  *
  * Invariant: this rank holds set rows [held_off, held_off + held_len) in
  * their stored type (features) and as int32 or float32 (labels). Under
  * shard that is its block sf_sampler_part(N, P, rank); under replicate it is
- * every row. A sample's owner under shard is sf_sampler_part_owner(N, P, id).
- * An exchanged row is its feature bytes followed by its label bytes. */
+ * every row; under stream none (held_len = 0): rows come from the file, in
+ * the same layout, and pass through the same unpack_row(). A sample's owner
+ * under shard is sf_sampler_part_owner(N, P, id). An exchanged row is its
+ * feature bytes followed by its label bytes. */
 #include "shardfit/loader.h"
 
 #include <assert.h>
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loader_stream.h"
 #include "shardfit/dataset.h"
 #include "shardfit/sampler.h"
 
@@ -31,6 +35,10 @@ struct SfLoader {
     unsigned char *feat, *lab;
     unsigned char *send, *recv;      /* exchange buffers (shard only) */
     int *scount, *sdispl, *rcount, *rdispl, *cursor;
+    SfDataset *ds;                   /* stream: the open file */
+    SfStream *stream;                /* stream: batches, after reserve */
+    unsigned char *bfeat, *blab;     /* stream: rows of read_block */
+    int64_t bcap;                    /* ... room for this many */
 };
 
 static SfShape shape_of(const SfArrayInfo *a)
@@ -66,6 +74,31 @@ static int load_rows(SfLoader *l, SfDataset *ds, SfError *err)
                                                (float *)l->lab, err);
 }
 
+/* Stream: rows [first, first + n) of the set into bfeat and blab. */
+static int read_range(SfLoader *l, int64_t first, int64_t n, SfError *err)
+{
+    if (n > l->bcap) {
+        free(l->bfeat);
+        free(l->blab);
+        l->bfeat = malloc((size_t)n * l->frow);
+        l->blab = malloc((size_t)n * l->lrow);
+        l->bcap = l->bfeat && l->blab ? n : 0;
+        if (!l->bcap) {
+            sf_error_set(err, SF_EXIT_FAILURE, "out of memory reading %lld "
+                         "rows", (long long)n);
+            return -1;
+        }
+    }
+    first += l->row0;
+    if (sf_dataset_read_features(l->ds, first, n, l->bfeat, err))
+        return -1;
+    return l->classes
+               ? sf_dataset_read_class_labels(l->ds, first, n,
+                                              (int32_t *)l->blab, err)
+               : sf_dataset_read_target_labels(l->ds, first, n,
+                                               (float *)l->blab, err);
+}
+
 SfLoader *sf_loader_open(const SfLoaderSpec *spec, SfComm *comm, SfError *err)
 {
     SfLoader *l = calloc(1, sizeof *l);
@@ -99,7 +132,17 @@ SfLoader *sf_loader_open(const SfLoaderSpec *spec, SfComm *comm, SfError *err)
     l->offset = spec->offset;
     sf_sampler_part(l->rows, l->size, l->rank, &l->block_off, &l->block_len);
     l->held_off = l->kind == SF_LOADER_SHARD ? l->block_off : 0;
-    l->held_len = l->kind == SF_LOADER_SHARD ? l->block_len : l->rows;
+    l->held_len = l->kind == SF_LOADER_SHARD ? l->block_len
+                  : l->kind == SF_LOADER_REPLICATE ? l->rows : 0;
+    if (l->kind == SF_LOADER_STREAM) {
+        /* Nothing is held; reading one row finds now what the first step
+         * would (class ids of shape (N, 2), an unreadable file). */
+        l->ds = ds;
+        ds = NULL;
+        if (read_range(l, 0, 1, err))
+            goto fail;
+        return l;
+    }
     if (load_rows(l, ds, err))
         goto fail;
     sf_dataset_close(ds);
@@ -125,6 +168,10 @@ void sf_loader_free(SfLoader *l)
     free(l->rcount);
     free(l->rdispl);
     free(l->cursor);
+    sf_stream_free(l->stream); /* before the file it reads */
+    sf_dataset_close(l->ds);
+    free(l->bfeat);
+    free(l->blab);
     free(l);
 }
 
@@ -139,23 +186,53 @@ void sf_loader_block(const SfLoader *l, int64_t *off, int64_t *len)
     *len = l->block_len;
 }
 
-int sf_loader_check_classes(const SfLoader *l, int64_t classes, SfError *err)
+/* Class ids y of set rows [first, first + n) lie in [0, classes). */
+static int check_ids(const SfLoader *l, const int32_t *y, int64_t first,
+                     int64_t n, int64_t classes, SfError *err)
 {
-    const int32_t *y = (const int32_t *)l->lab;
-    for (int64_t i = 0; i < l->held_len; i++)
+    for (int64_t i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= classes) {
             sf_error_set(err, SF_EXIT_INPUT,
                          "label %d at row %lld is outside [0, %lld): the last "
                          "dense layer has %lld units, one per class",
-                         (int)y[i], (long long)(l->row0 + l->held_off + i),
+                         (int)y[i], (long long)(l->row0 + first + i),
                          (long long)classes, (long long)classes);
             return -1;
         }
     return 0;
 }
 
+/* Labels read this many at a time when stream checks its block. */
+#define CHECK_ROWS 65536
+
+int sf_loader_check_classes(const SfLoader *l, int64_t classes, SfError *err)
+{
+    if (l->kind != SF_LOADER_STREAM)
+        return check_ids(l, (const int32_t *)l->lab, l->held_off, l->held_len,
+                         classes, err);
+    int64_t step = l->block_len < CHECK_ROWS ? l->block_len : CHECK_ROWS;
+    int32_t *y = malloc((size_t)(step + 1) * sizeof *y);
+    int rc = y ? 0 : -1;
+    if (!y)
+        sf_error_set(err, SF_EXIT_FAILURE, "out of memory for %lld labels",
+                     (long long)step);
+    for (int64_t i = 0; rc == 0 && i < l->block_len; i += step) {
+        int64_t n = l->block_len - i < step ? l->block_len - i : step;
+        rc = sf_dataset_read_class_labels(l->ds, l->row0 + l->block_off + i, n,
+                                          y, err) ||
+             check_ids(l, y, l->block_off + i, n, classes, err) ? -1 : 0;
+    }
+    free(y);
+    return rc;
+}
+
 int sf_loader_reserve(SfLoader *l, int64_t max_count, SfError *err)
 {
+    if (l->kind == SF_LOADER_STREAM) {
+        int64_t max_slice = (max_count + l->size - 1) / l->size;
+        l->stream = sf_stream_create(l->ds, l->row0, l->classes, max_slice, err);
+        return l->stream ? 0 : -1;
+    }
     if (l->kind != SF_LOADER_SHARD || l->size == 1)
         return 0;
     size_t row = l->frow + l->lrow, p = (size_t)l->size;
@@ -190,14 +267,24 @@ static void unpack_row(const SfLoader *l, const unsigned char *frow,
         memcpy(values + j * l->lwidth, lrow, l->lrow);
 }
 
-void sf_loader_read_block(const SfLoader *l, int64_t i, int64_t n, float *x,
-                          int32_t *classes, float *values)
+int sf_loader_read_block(SfLoader *l, int64_t i, int64_t n, float *x,
+                         int32_t *classes, float *values, SfError *err)
 {
-    for (int64_t j = 0; j < n; j++) {
-        int64_t r = l->block_off + i + j - l->held_off;
-        unpack_row(l, l->feat + (size_t)r * l->frow, l->lab + (size_t)r * l->lrow,
-                   j, x, classes, values);
+    const unsigned char *feat = l->feat, *lab = l->lab;
+    int64_t r0 = l->block_off + i - l->held_off;
+    if (l->kind == SF_LOADER_STREAM) {
+        if (read_range(l, l->block_off + i, n, err))
+            return -1;
+        feat = l->bfeat;
+        lab = l->blab;
+        r0 = 0;
     }
+    for (int64_t j = 0; j < n; j++) {
+        size_t r = (size_t)(r0 + j);
+        unpack_row(l, feat + r * l->frow, lab + r * l->lrow, j, x, classes,
+                   values);
+    }
+    return 0;
 }
 
 /* Shard: pack the rows this rank holds for each destination's slice. */
@@ -221,10 +308,21 @@ static void pack_sends(SfLoader *l, const int64_t *ids, int64_t count)
 }
 
 int64_t sf_loader_fetch(SfLoader *l, const int64_t *ids, int64_t count,
-                        float *x, int32_t *classes, float *values)
+                        float *x, int32_t *classes, float *values,
+                        SfError *err)
 {
     int64_t off, len;
     sf_sampler_part(count, l->size, l->rank, &off, &len);
+    if (l->kind == SF_LOADER_STREAM) {
+        assert(l->stream && "sf_loader_reserve must be called before fetch");
+        const unsigned char *feat, *lab;
+        if (sf_stream_read(l->stream, ids + off, len, &feat, &lab, err))
+            return -1;
+        for (int64_t j = 0; j < len; j++)
+            unpack_row(l, feat + (size_t)j * l->frow, lab + (size_t)j * l->lrow,
+                       j, x, classes, values);
+        return len;
+    }
     if (l->kind != SF_LOADER_SHARD || l->size == 1) {
         for (int64_t j = 0; j < len; j++) {
             size_t r = (size_t)(ids[off + j] - l->held_off);
@@ -255,7 +353,10 @@ int64_t sf_loader_fetch(SfLoader *l, const int64_t *ids, int64_t count,
 
 void sf_loader_prefetch(SfLoader *l, const int64_t *ids, int64_t count)
 {
-    (void)l;
-    (void)ids;
-    (void)count;
+    if (l->kind != SF_LOADER_STREAM)
+        return;
+    assert(l->stream && "sf_loader_reserve must be called before prefetch");
+    int64_t off, len;
+    sf_sampler_part(count, l->size, l->rank, &off, &len);
+    sf_stream_prefetch(l->stream, ids + off, len);
 }

@@ -15,6 +15,21 @@ double sf_clock(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double sf_peak_rss_mb(void)
+{
+    char line[256];
+    double kb = NAN;
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) {
+            kb = strtod(line + 6, NULL);
+            break;
+        }
+    if (f)
+        fclose(f);
+    return kb / 1024.0;
+}
+
 /* JSON has no NaN or Infinity. */
 static void put_number(FILE *f, const char *key, double v)
 {
@@ -49,6 +64,7 @@ int sf_metrics_append(const char *path, const SfEpochMetrics *m, SfError *err)
     put_number(f, "allreduce_seconds", m->allreduce_seconds);
     put_number(f, "data_seconds", m->data_seconds);
     put_number(f, "eval_seconds", m->eval_seconds);
+    put_number(f, "peak_rss_mb", sf_peak_rss_mb());
     fputs("}\n", f);
     int bad = ferror(f);
     if (fclose(f) || bad) {

@@ -204,8 +204,9 @@ static void draw_permutation(SfTrainer *t, int64_t epoch)
 
 /* One optimizer step on global batch s; adds the step's allreduced sums and
  * phase times to the epoch's running totals in t. Returns -1 when training
- * diverged (t->diverged says how): every rank sees the same allreduced loss
- * and gradient, so every rank returns -1 at the same step. */
+ * diverged (t->diverged says how), -2 when a rank's loader failed (that
+ * rank's t->data_err says why): every rank sees the same allreduced values,
+ * so every rank returns the same at the same step. */
 static int train_step(SfTrainer *t, int64_t s)
 {
     int64_t start, count, off, len;
@@ -216,8 +217,13 @@ static int train_step(SfTrainer *t, int64_t s)
     const int classes = sf_loader_has_classes(t->train);
 
     double t0 = sf_clock();
-    sf_loader_fetch(t->train, t->perm + start, count, t->x, t->classes, t->values);
-    if (s + 1 < t->steps_per_epoch) {
+    /* A rank whose loader fails still joins the step's allreduce, with the
+     * failure flagged in its tail, so all ranks stop here together. */
+    int bad_data = sf_loader_fetch(t->train, t->perm + start, count, t->x,
+                                   t->classes, t->values, &t->data_err) < 0;
+    if (bad_data)
+        len = 0;
+    else if (s + 1 < t->steps_per_epoch) {
         int64_t next_start, next_count;
         sf_sampler_batch(t->n, t->batch, s + 1, &next_start, &next_count);
         sf_loader_prefetch(t->train, t->perm + next_start, next_count);
@@ -242,10 +248,13 @@ static int train_step(SfTrainer *t, int64_t s)
     g[np + TAIL_CORRECT] = (float)sums.correct;
     g[np + TAIL_COUNT] = (float)len;
     g[np + TAIL_STOP] = sf_signals_pending() ? 1.0f : 0.0f;
+    g[np + TAIL_ERROR] = bad_data ? 1.0f : 0.0f;
     double t2 = sf_clock();
 
     sf_comm_allreduce_sum_f32(t->comm, g, np + SF_MODEL_GRAD_TAIL);
     double t3 = sf_clock();
+    if (g[np + TAIL_ERROR] > 0.0f)
+        return -2;
     if (!isfinite(g[np + TAIL_LOSS])) {
         t->diverged = "the loss is not finite";
         return -1;
@@ -275,34 +284,43 @@ static int train_step(SfTrainer *t, int64_t s)
 }
 
 /* Each rank evaluates its block of the validation set; sums are allreduced,
- * so the mean is sample-weighted, never a mean of per-rank means. */
-static void evaluate(SfTrainer *t, SfEpochMetrics *m)
+ * so the mean is sample-weighted, never a mean of per-rank means. Returns -1
+ * on every rank when any rank's loader failed (its t->data_err says why). */
+static int evaluate(SfTrainer *t, SfEpochMetrics *m)
 {
     if (!t->val)
-        return;
+        return 0;
     double t0 = sf_clock();
     int64_t off, len;
     sf_loader_block(t->val, &off, &len);
     const int classes = sf_loader_has_classes(t->val);
-    double sums[3] = {0.0, 0.0, 0.0};
+    double sums[4] = {0.0, 0.0, 0.0, 0.0}; /* loss, correct, count, failed */
     for (int64_t i = 0; i < len; i += t->eval_rows) {
         int64_t n = len - i < t->eval_rows ? len - i : t->eval_rows;
-        sf_loader_read_block(t->val, i, n, t->x, t->classes, t->values);
+        if (sf_loader_read_block(t->val, i, n, t->x, t->classes, t->values,
+                                 &t->data_err) < 0) {
+            sums[3] = 1.0;
+            break;
+        }
         SfTargets tg = {classes ? t->classes : NULL, classes ? NULL : t->values};
         SfLossSums s = sf_model_eval_batch(t->model, t->x, n, tg);
         sums[0] += s.loss;
         sums[1] += s.correct;
         sums[2] += (double)n;
     }
-    sf_comm_allreduce_sum_f64(t->comm, sums, 3);
+    sf_comm_allreduce_sum_f64(t->comm, sums, 4);
+    if (sums[3] > 0.0)
+        return -1;
     m->has_val = 1;
     m->val_loss = sums[0] / sums[2];
     m->val_accuracy = sums[1] / sums[2];
     m->eval_seconds = sf_clock() - t0;
+    return 0;
 }
 
 /* How an epoch ended. */
-typedef enum { EPOCH_DONE, EPOCH_DIVERGED, EPOCH_PREEMPTED, EPOCH_FAILED } EpochEnd;
+typedef enum { EPOCH_DONE, EPOCH_DIVERGED, EPOCH_PREEMPTED, EPOCH_FAILED,
+               EPOCH_BAD_DATA } EpochEnd;
 
 /* Writes a step checkpoint after this step when every_steps asks for one or
  * a signal asked to stop, unless the epoch ends here (the epoch file covers
@@ -334,8 +352,9 @@ static EpochEnd run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m, SfError *e
         if (c->train.max_steps > 0 && t->step >= c->train.max_steps)
             break;
         sf_comm_set_position(t->comm, e + 1, t->step + 1);
-        if (train_step(t, s))
-            return EPOCH_DIVERGED;
+        int r = train_step(t, s);
+        if (r)
+            return r == -2 ? EPOCH_BAD_DATA : EPOCH_DIVERGED;
         t->step_in_epoch = s + 1;
         if (t->rank == 0)
             sf_progress_step(&t->progress, e + 1, c->train.epochs, s + 1,
@@ -362,7 +381,8 @@ static EpochEnd run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m, SfError *e
     m->compute_seconds = t->time_compute;
     m->allreduce_seconds = t->time_allreduce;
     m->data_seconds = t->time_data;
-    evaluate(t, m);
+    if (evaluate(t, m))
+        return EPOCH_BAD_DATA;
     m->seconds = sf_clock() - start;
     return EPOCH_DONE;
 }
@@ -465,7 +485,7 @@ static void finish(SfTrainer *t, SfTrainResult *res)
         memcpy(sf_model_params(t->model), t->best_params, (size_t)np * sizeof(float));
         res->restored_epoch = t->stopper.best_epoch;
         res->final = t->history[t->stopper.best_epoch - 1];
-        evaluate(t, &res->final);
+        (void)evaluate(t, &res->final); /* the same rows were read each epoch */
     }
     memcpy(t->result_params, sf_model_params(t->model), (size_t)np * sizeof(float));
     res->params = t->result_params;
@@ -541,6 +561,13 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
             status = report_divergence(&t, e, err);
         if (end == EPOCH_FAILED)
             status = err->code;
+        if (end == EPOCH_BAD_DATA) {
+            /* Every rank stopped at this step; the failing ones agree who
+             * speaks (one extra collective, on this path only). */
+            if (t.data_err.code)
+                *err = t.data_err;
+            status = agree(&t, t.data_err.code != 0, err);
+        }
         if (status)
             goto done;
         if (end == EPOCH_PREEMPTED) {

@@ -53,6 +53,7 @@ typedef struct SfTrainer {
     SfEpochMetrics *history;  /* one per epoch; handed to SfTrainResult */
     double start;             /* clock when training began */
     const char *diverged;     /* why training diverged, if it did */
+    SfError data_err;         /* why this rank's loader failed, if it did */
     int stop_requested;       /* a rank got SIGUSR1/SIGTERM: all stop after
                                  this step (same on every rank) */
     /* Where the run starts (0, 0, or a resumed checkpoint's position) and

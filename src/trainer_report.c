@@ -12,9 +12,7 @@
 int sf_trainer_unsupported(const SfConfig *c, SfError *err)
 {
     const char *what = NULL;
-    if (c->data.loader == SF_LOADER_STREAM)
-        what = "data.loader = stream";
-    else if (c->log.trace[0])
+    if (c->log.trace[0])
         what = "log.trace";
     if (what)
         sf_error_set(err, SF_EXIT_INPUT, "%s is not implemented in this version "

@@ -8,7 +8,7 @@
 # digits tell apart any two different weight sets. Ends "N passed, N failed".
 cd "$(dirname "$0")/.." && . tests/lib.sh
 
-add_group "$tmp/d.h5" /train 7 8000
+add_group "$tmp/d.h5" /train 7 40000
 cat > "$tmp/c.ini" <<INI
 [data]
 path = $tmp/d.h5
@@ -35,12 +35,17 @@ eval_of() { "$SF" eval --checkpoint "$1" --data "$tmp/d.h5" 2>&1; }
 "$RUN" 2 "$SF" train "$tmp/c.ini" $(cfg straight) > "$tmp/out" 2>&1 || bad "reference run"
 want=$(eval_of "$tmp/straight/ckpt/epoch-0012.h5")
 
-# preempt NAME HOW: starts the run, interrupts it after ~1.5 s, resumes.
+# preempt NAME HOW: starts the run, interrupts it after its first epoch,
+# resumes it.
 preempt() {
     name=$1 how=$2
     "$RUN" 2 "$SF" train "$tmp/c.ini" $(cfg "$name") > "$tmp/out" 2>&1 &
     job=$!
-    sleep 1.5
+    # Signal once the first epoch is saved: mid-run however fast the machine.
+    i=0
+    while [ ! -f "$tmp/$name/ckpt/epoch-0001.h5" ] && [ $i -lt 600 ]; do
+        sleep 0.05; i=$((i + 1))
+    done
     if [ "$how" = usr1 ]; then kill -USR1 "$job"; else kill -TERM $(pgrep -P "$job" shardfit); fi
     wait "$job"; status=$?
     steps=$(ls "$tmp/$name/ckpt" | grep -c '^step-')

@@ -160,18 +160,43 @@ START_TEST(test_same_weights_on_any_rank_count)
 }
 END_TEST
 
+/* The same bytes in the same order: bitwise the same weights and metrics.
+ * The training features are chunked and compressed, the validation features
+ * contiguous, so stream's two ways of reading both run; the second config
+ * also streams the validation rows from the tail of the training set. */
 START_TEST(test_loaders_give_identical_bits)
 {
-    SfConfig c = config();
-    SfTrainResult shard, repl;
-    ck_assert_int_eq(train(&c, world, &shard), 0);
-    set(&c, "data.loader=replicate");
-    ck_assert_int_eq(train(&c, world, &repl), 0);
-    ck_assert_mem_eq(shard.params, repl.params, (size_t)shard.nparams * sizeof(float));
-    for (int e = 0; e < 2; e++)
-        ck_assert(shard.history[e].loss == repl.history[e].loss);
-    sf_train_result_free(&shard);
-    sf_train_result_free(&repl);
+    const char *loaders[] = {"data.loader=shard", "data.loader=replicate",
+                             "data.loader=stream"};
+    for (int round = 0; round < 2; round++) {
+        SfConfig c = config();
+        if (round == 1) {
+            set(&c, "data.val_features=");
+            set(&c, "data.val_labels=");
+            set(&c, "data.validation_split=0.3");
+            set(&c, "train.micro_batch=3");
+            set(&c, "train.drop_last=true");
+        }
+        SfTrainResult r[3];
+        for (int k = 0; k < 3; k++) {
+            set(&c, loaders[k]);
+            ck_assert_int_eq(train(&c, world, &r[k]), 0);
+        }
+        for (int k = 1; k < 3; k++) {
+            ck_assert_msg(memcmp(r[0].params, r[k].params,
+                                 (size_t)r[0].nparams * sizeof(float)) == 0,
+                          "round %d: %s differs from shard", round, loaders[k]);
+            ck_assert_int_eq(r[k].nhistory, 2);
+            for (int e = 0; e < 2; e++) {
+                const SfEpochMetrics *a = &r[0].history[e], *b = &r[k].history[e];
+                ck_assert(a->loss == b->loss && a->accuracy == b->accuracy);
+                ck_assert(a->val_loss == b->val_loss);
+                ck_assert(a->val_accuracy == b->val_accuracy);
+            }
+        }
+        for (int k = 0; k < 3; k++)
+            sf_train_result_free(&r[k]);
+    }
 }
 END_TEST
 

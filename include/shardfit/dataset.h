@@ -59,8 +59,9 @@ typedef struct SfDataset SfDataset;
  * directory", "'x.h5' has no dataset '/train/imgs' ('/train' holds: images,
  * labels)"), so a caller can prefix the config key with sf_error_prefix().
  * A chunked dataset gets a chunk cache holding all of it up to 64 MiB, so
- * row-by-row reads do not inflate a chunk per row. One thread at a time per
- * process may use HDF5 (it is not built thread-safe). */
+ * row-by-row reads do not inflate a chunk per row. HDF5 is not built
+ * thread-safe: every function here holds sf_h5_lock() (src/h5util.h), so
+ * threads may share a dataset; its reads are then serialized. */
 SfDataset *sf_dataset_open(const char *path, const char *features,
                            const char *labels, SfError *err);
 void sf_dataset_close(SfDataset *ds); /* NULL is fine */
@@ -82,6 +83,22 @@ int sf_dataset_read_class_labels(SfDataset *ds, int64_t row0, int64_t n,
 /* Label rows [row0, row0 + n) as float32 targets, n * label_width values. */
 int sf_dataset_read_target_labels(SfDataset *ds, int64_t row0, int64_t n,
                                   float *out, SfError *err);
+
+/* The same three reads for a set of rows rows[0] <= rows[1] <= ... <=
+ * rows[n-1], packed in that order into the buffer (a row listed twice is
+ * read twice). For the stream loader: one read per run of consecutive rows,
+ * by pread(2) when the data is contiguous (dataset.c has the measurements).
+ * Rows out of range or out of order are an error (exit 1). */
+int sf_dataset_read_feature_rows(SfDataset *ds, const int64_t *rows, int64_t n,
+                                 void *buf, SfError *err);
+int sf_dataset_read_class_label_rows(SfDataset *ds, const int64_t *rows,
+                                     int64_t n, int32_t *out, SfError *err);
+int sf_dataset_read_target_label_rows(SfDataset *ds, const int64_t *rows,
+                                      int64_t n, float *out, SfError *err);
+
+/* Every read first checks that the file is still the one opened: a file
+ * deleted or replaced (renamed over), or shorter than when it was opened,
+ * fails the read (exit 1, naming the path) instead of returning zeros. */
 
 /* Writing, for `shardfit convert`. The file is created if missing, else
  * opened read-write; an existing dataset of the same name is an error.
@@ -108,7 +125,8 @@ int sf_h5writer_close(SfH5Writer *w, SfError *err);
  * scalar has ndims 0) and their dtype name in type_name; others get
  * info == NULL and a description such as "string" or "compound". Each group
  * is visited once, so hard-link cycles cannot loop; soft and external links
- * are not followed. Returns 0, or -1 with err set (exit 2 for a missing or
+ * are not followed; a group nested 64 deep is passed to fn (info NULL) but
+ * not entered. Returns 0, or -1 with err set (exit 2 for a missing or
  * non-HDF5 file, with the messages of sf_dataset_open). */
 typedef void (*SfDatasetVisitFn)(const char *name, const SfArrayInfo *info,
                                  const char *type_name, void *user);

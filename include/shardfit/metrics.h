@@ -30,8 +30,14 @@ typedef struct SfEpochMetrics {
 /* Seconds on a monotonic clock. */
 double sf_clock(void);
 
+/* This process's peak resident memory so far in MiB (VmHWM of
+ * /proc/self/status), or NaN where there is no such file. */
+double sf_peak_rss_mb(void);
+
 /* Appends m to the JSON-lines file as one object; non-finite values are
- * written as null. 0, or -1 with err naming the path. */
+ * written as null. The record ends with peak_rss_mb, read when it is
+ * written: the writing rank's (rank 0's). 0, or -1 with err naming the
+ * path. */
 int sf_metrics_append(const char *path, const SfEpochMetrics *m, SfError *err);
 
 /* The epoch line: "epoch 3/10  469/469  loss 0.4123  acc 0.8512  val_loss ...". */
