@@ -11,6 +11,7 @@
 #include "shardfit/loader.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,28 @@ static SfShape shape_of(const SfArrayInfo *a)
 }
 
 /* Reads the held rows from the open dataset; 0 or -1 with err. */
+/* A NaN or infinity in float features would only show up steps later as a
+ * diverged loss; it is reported at load instead, naming the row and column.
+ * (Stream keeps no rows, so it cannot scan at load.) */
+static int check_finite(const SfLoader *l, int64_t first_row, SfError *err)
+{
+    if (l->dtype != SF_DTYPE_F32 && l->dtype != SF_DTYPE_F64)
+        return 0;
+    const int64_t n = l->held_len * l->fsize;
+    for (int64_t i = 0; i < n; i++) {
+        double v = l->dtype == SF_DTYPE_F32 ? ((const float *)l->feat)[i]
+                                            : ((const double *)l->feat)[i];
+        if (!isfinite(v)) {
+            sf_error_set(err, SF_EXIT_INPUT, "features row %lld, column %lld "
+                         "is %g: the data must be finite",
+                         (long long)(first_row + i / l->fsize),
+                         (long long)(i % l->fsize), v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int load_rows(SfLoader *l, SfDataset *ds, SfError *err)
 {
     size_t n = (size_t)l->held_len;
@@ -65,7 +88,8 @@ static int load_rows(SfLoader *l, SfDataset *ds, SfError *err)
         return -1;
     }
     int64_t first = l->row0 + l->held_off;
-    if (sf_dataset_read_features(ds, first, l->held_len, l->feat, err))
+    if (sf_dataset_read_features(ds, first, l->held_len, l->feat, err) ||
+        check_finite(l, first, err))
         return -1;
     return l->classes
                ? sf_dataset_read_class_labels(ds, first, l->held_len,

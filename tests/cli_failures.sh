@@ -50,6 +50,13 @@ wait_job() {
     took=$(elapsed "$t0" "$(now)")
 }
 
+# intact: the newest checkpoint the interrupted job wrote still evaluates.
+intact() {
+    newest=$(ls "$tmp/run/ckpt" | grep '^epoch-' | tail -n 1)
+    [ -n "$newest" ] && "$SF" eval --checkpoint "$tmp/run/ckpt/$newest" \
+        --data "$tmp/d.h5" > /dev/null 2>&1
+}
+
 # A rank killed mid-epoch: the job ends within 15 s, non-zero, naming it.
 start_job 3
 victim=$(pgrep -P "$job" shardfit | sed -n 2p)
@@ -57,8 +64,8 @@ kill -9 "$victim"
 wait_job 30
 echo "     (kill -9 of a rank: the job ended after ${took}s, status $status)"
 if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
-   grep -q "rank 1 .*exited on signal 9" "$tmp/out"
-then ok "a killed rank ends the job"; else bad "a killed rank ends the job"; fi
+   grep -q "rank 1 .*exited on signal 9" "$tmp/out" && intact
+then ok "a killed rank ends the job; earlier checkpoints intact"; else bad "a killed rank ends the job"; fi
 
 # A stopped rank: the other ranks' collective deadline ends the job.
 start_job 2 --set comm.timeout=3
@@ -67,8 +74,8 @@ kill -STOP "$victim"
 wait_job 60
 echo "     (SIGSTOP of a rank, comm.timeout 3: the job ended after ${took}s, status $status)"
 if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
-   grep -q "rank 0: allreduce at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s" "$tmp/out"
-then ok "a stopped rank ends the job after comm.timeout"; else bad "a stopped rank ends the job after comm.timeout"; fi
+   grep -q "rank 0: allreduce at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s" "$tmp/out" && intact
+then ok "a stopped rank ends the job after comm.timeout; earlier checkpoints intact"; else bad "a stopped rank ends the job after comm.timeout"; fi
 
 # Divergence: every rank stops at the same step, one message, status 1.
 for np in 1 3; do

@@ -24,6 +24,25 @@
 static SfComm *world;
 static char path[256], logdir[256];
 
+/* /nan: 13000 rows of float32 features, a NaN at row 12345, column 1. */
+static int write_nan_set(SfH5Writer *w, SfError *err)
+{
+    const int64_t n = 13000;
+    float *x = malloc((size_t)n * 2 * sizeof *x);
+    int16_t *y = malloc((size_t)n * sizeof *y);
+    for (int64_t i = 0; i < n; i++) {
+        x[2 * i] = (float)i / (float)n;
+        x[2 * i + 1] = i == 12345 ? NAN : 0.5f;
+        y[i] = (int16_t)(i % 3);
+    }
+    int64_t dims[2] = {n, 2};
+    int rc = sf_h5writer_write(w, "/nan/x", SF_DTYPE_F32, 2, dims, x, 0, err) ||
+             sf_h5writer_write(w, "/nan/y", SF_DTYPE_I16, 1, &n, y, 0, err);
+    free(x);
+    free(y);
+    return rc;
+}
+
 /* Rank 0 writes a learnable 3-class problem: (N, 3, 4) uint8 images whose
  * label is the argmax of three fixed pixel sums; /bad has one label of 7. */
 static void write_data(void)
@@ -56,7 +75,7 @@ static void write_data(void)
         y[i] = (int16_t)(sf_rng_at(key, (uint64_t)(1 << 20) + (uint64_t)i) % 3);
     bad = bad || sf_h5writer_write(w, "/noise/y", SF_DTYPE_I16, 1, &n, y, 0, &err) ||
           sf_h5writer_write(w, "/noise/val_y", SF_DTYPE_I16, 1, &nv, y + N, 0, &err) ||
-          sf_h5writer_close(w, &err);
+          write_nan_set(w, &err) || sf_h5writer_close(w, &err);
     if (bad)
         fprintf(stderr, "writing %s failed: %s\n", path, err.msg);
     free(x);
@@ -310,6 +329,30 @@ START_TEST(test_target_stops_when_reached)
 }
 END_TEST
 
+/* A NaN in float features is reported at load, naming its row, by the rank
+ * that holds it, and every rank stops with status 2. */
+START_TEST(test_nan_in_features_is_reported_at_load)
+{
+    SfConfig c = config();
+    set(&c, "data.features=/nan/x");
+    set(&c, "data.labels=/nan/y");
+    set(&c, "data.val_features=");
+    set(&c, "data.val_labels=");
+    set(&c, "model.layers=dense:4 tanh dense:3");
+    SfTrainResult r;
+    SfError err = {0};
+    int status = sf_train(&c, world, &r, &err);
+    int p = sf_comm_size(world), rank = sf_comm_rank(world);
+    ck_assert_int_eq(status, 2);
+    if (rank == p - 1) /* rows [p-1)*13000/p, 13000) hold 12345 */
+        ck_assert_msg(strstr(err.msg, "features row 12345, column 1 is nan") != NULL,
+                      "%s", err.msg);
+    else
+        ck_assert_str_eq(err.msg, "");
+    sf_train_result_free(&r);
+}
+END_TEST
+
 /* The replica check names exactly the ranks whose bytes differ. */
 START_TEST(test_replica_check_names_drifted_ranks)
 {
@@ -372,6 +415,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_early_stopping_restores_the_best_epoch);
     tcase_add_test(tc, test_target_stops_when_reached);
     tcase_add_test(tc, test_replica_check_names_drifted_ranks);
+    tcase_add_test(tc, test_nan_in_features_is_reported_at_load);
     tcase_add_test(tc, test_bad_label_ends_every_rank);
     suite_add_tcase(s, tc);
     int status = sf_test_run(s);
