@@ -72,7 +72,7 @@ run: deps
 	@BUILD=$(BUILD) NP=$(NP) scripts/run-fashion.sh
 
 bench: deps
-	@scripts/install-deps.sh dataset-fashion-mnist
+	@scripts/install-deps.sh dataset-fashion-mnist python3-h5py python3-numpy
 	@$(MAKE) --no-print-directory $(BUILD)/shardfit
 	@BUILD=$(BUILD) scripts/bench.sh
 	@BUILD=$(BUILD) scripts/bench-checkpoint.sh
