@@ -77,6 +77,17 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
    grep -q "rank 0: allreduce at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s" "$tmp/out" && intact
 then ok "a stopped rank ends the job after comm.timeout; earlier checkpoints intact"; else bad "a stopped rank ends the job after comm.timeout"; fi
 
+# The data file is truncated while the stream loader reads it: every rank
+# stops at the same step, the failing rank's message once, no hang.
+cp "$tmp/d.h5" "$tmp/s.h5"
+start_job 2 --set data.loader=stream --set "data.path=$tmp/s.h5"
+truncate -s 4096 "$tmp/s.h5"
+wait_job 60
+echo "     (data file truncated under the stream loader: the job ended after ${took}s, status $status)"
+if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
+   [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] && grep -q "error: rank [01]: .*s.h5" "$tmp/out"
+then ok "a data file cut short while streaming ends the job on all ranks"; else bad "a data file cut short while streaming ends the job"; fi
+
 # Divergence: every rank stops at the same step, one message, status 1.
 for np in 1 3; do
     t0=$(now)
