@@ -16,16 +16,14 @@
 #include "shardfit/checkpoint.h"
 #include "trainer_internal.h"
 
-/* The scalars of a position, broadcast as one plain struct. */
+/* What rank 0 read, broadcast as one plain struct: the checkpoint's
+ * scalars (info, its pointers cleared) and where they came from. */
 typedef struct Position {
     int found;                 /* a checkpoint was read */
     int init_only;             /* only init_checkpoint weights were read */
-    int has_best;
-    int64_t epoch, step, step_in_epoch, world_size, nhistory, optim_t;
-    int64_t stop_best_epoch, stop_wait;
-    double sum_loss, sum_correct, sum_count, stop_best;
-    uint64_t seed;
+    int64_t optim_t;
     double read_seconds;
+    SfCheckpointInfo info;     /* config, layers and history are NULL */
     char path[2 * SF_CONFIG_STR];
 } Position;
 
@@ -93,21 +91,12 @@ static int read_local(SfTrainer *t, Position *pos, SfError *err)
         rc = -1;
     } else {
         pos->found = 1;
-        pos->has_best = info.has_best && t->best_params;
-        pos->epoch = info.epoch;
-        pos->step = info.step;
-        pos->step_in_epoch = info.step_in_epoch;
-        pos->world_size = info.world_size;
-        pos->seed = info.seed;
-        pos->nhistory = info.nhistory;
         pos->optim_t = sf_optim_steps(t->optim);
-        pos->sum_loss = info.sum_loss;
-        pos->sum_correct = info.sum_correct;
-        pos->sum_count = info.sum_count;
-        pos->stop_best = info.stop_best;
-        pos->stop_best_epoch = info.stop_best_epoch;
-        pos->stop_wait = info.stop_wait;
         memcpy(t->history, info.history, (size_t)info.nhistory * sizeof *t->history);
+        pos->info = info;
+        pos->info.has_best = info.has_best && t->best_params;
+        pos->info.config = pos->info.layers = NULL;
+        pos->info.history = NULL;
     }
     sf_checkpoint_info_free(&info);
     return rc;
@@ -129,26 +118,27 @@ static void broadcast(SfTrainer *t, Position *pos)
         if (b)
             sf_comm_bcast_f32(t->comm, b, np, 0);
     }
-    if (pos->has_best)
+    if (pos->info.has_best)
         sf_comm_bcast_f32(t->comm, t->best_params, np, 0);
     sf_comm_bcast_bytes(t->comm, t->history,
-                        (size_t)pos->nhistory * sizeof *t->history, 0);
+                        (size_t)pos->info.nhistory * sizeof *t->history, 0);
 }
 
 /* Puts the run where the checkpoint left it, on every rank alike. */
 static void apply(SfTrainer *t, const Position *pos)
 {
+    const SfCheckpointInfo *i = &pos->info;
     sf_optim_set_steps(t->optim, pos->optim_t);
-    t->step = pos->step;
-    t->start_epoch = pos->epoch;
-    t->start_step_in_epoch = pos->step_in_epoch;
-    t->nhistory = pos->nhistory;
-    t->sum_loss = pos->sum_loss;
-    t->sum_correct = pos->sum_correct;
-    t->sum_count = pos->sum_count;
-    t->stopper.best = pos->stop_best;
-    t->stopper.best_epoch = pos->stop_best_epoch;
-    t->stopper.wait = pos->stop_wait;
+    t->step = i->step;
+    t->start_epoch = i->epoch;
+    t->start_step_in_epoch = i->step_in_epoch;
+    t->nhistory = i->nhistory;
+    t->sum_loss = i->sum_loss;
+    t->sum_correct = i->sum_correct;
+    t->sum_count = i->sum_count;
+    t->stopper.best = i->stop_best;
+    t->stopper.best_epoch = i->stop_best_epoch;
+    t->stopper.wait = i->stop_wait;
     snprintf(t->last_checkpoint, sizeof t->last_checkpoint, "%s", pos->path);
 }
 
@@ -173,16 +163,16 @@ int sf_trainer_restore(SfTrainer *t, SfError *err)
         if (pos.found)
             printf("shardfit: resuming from %s: %lld epochs and %lld steps done "
                    "(written by %lld rank%s, continuing on %d; read in %.3fs)\n",
-                   pos.path, (long long)pos.epoch, (long long)pos.step,
-                   (long long)pos.world_size, pos.world_size == 1 ? "" : "s",
+                   pos.path, (long long)pos.info.epoch, (long long)pos.info.step,
+                   (long long)pos.info.world_size, pos.info.world_size == 1 ? "" : "s",
                    t->size, pos.read_seconds);
         else if (pos.init_only)
             printf("shardfit: starting from the weights in %s\n", pos.path);
     }
-    if (t->rank == 0 && pos.found && pos.seed != t->cfg->train.seed)
+    if (t->rank == 0 && pos.found && pos.info.seed != t->cfg->train.seed)
         fprintf(stderr, "shardfit: warning: %s was written with train.seed = "
                 "%llu, this run has %llu: the epochs from here on are shuffled "
-                "differently\n", pos.path, (unsigned long long)pos.seed,
+                "differently\n", pos.path, (unsigned long long)pos.info.seed,
                 (unsigned long long)t->cfg->train.seed);
     return 0;
 }
