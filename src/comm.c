@@ -30,6 +30,7 @@ struct SfComm {
     int has_watchdog;
     atomic_int quit, op;
     atomic_llong busy_since, epoch, step;
+    int64_t f32_allreduces;
 };
 
 static long long now_ns(void)
@@ -183,7 +184,10 @@ void sf_comm_allreduce_sum_f32(SfComm *c, float *buf, int64_t n)
     watch_begin(c, OP_ALLREDUCE);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, c->comm);
     watch_end(c);
+    c->f32_allreduces++;
 }
+
+int64_t sf_comm_allreduce_f32_count(const SfComm *c) { return c->f32_allreduces; }
 
 void sf_comm_allreduce_sum_f64(SfComm *c, double *buf, int64_t n)
 {

@@ -13,6 +13,7 @@
 
 #include "shardfit/comm.h"
 #include "shardfit/dataset.h"
+#include "shardfit/model.h"
 #include "shardfit/rng.h"
 #include "shardfit/trainer.h"
 #include "testutil.h"
@@ -225,15 +226,86 @@ START_TEST(test_micro_batches_match)
     SfTrainResult whole, micro1, micro7;
     ck_assert_int_eq(train(&c, world, &whole), 0);
     set(&c, "train.micro_batch=1");
+    int64_t before = sf_comm_allreduce_f32_count(world);
     ck_assert_int_eq(train(&c, world, &micro1), 0);
+    int64_t allreduces = sf_comm_allreduce_f32_count(world) - before;
     set(&c, "train.micro_batch=7");
     ck_assert_int_eq(train(&c, world, &micro7), 0);
     ck_assert_int_eq(micro1.steps_done, whole.steps_done);
+    /* One gradient allreduce per optimizer step, however many micro-batches. */
+    ck_assert_int_eq(allreduces, micro1.steps_done);
     ck_assert(rel_diff(micro1.params, whole.params, whole.nparams) < 1e-5);
     ck_assert(rel_diff(micro7.params, whole.params, whole.nparams) < 1e-5);
     sf_train_result_free(&whole);
     sf_train_result_free(&micro1);
     sf_train_result_free(&micro7);
+}
+END_TEST
+
+/* batch_size = all on one rank is full-batch gradient descent: the test
+ * does the same three steps itself, in double, on softmax regression. */
+START_TEST(test_full_batch_is_gradient_descent)
+{
+    if (sf_comm_rank(world) != 0)
+        return;
+    SfConfig c = config();
+    set(&c, "model.layers=dense:3");
+    set(&c, "train.batch_size=all");
+    set(&c, "train.epochs=3");
+    set(&c, "optimizer.lr=0.5");
+    set(&c, "optimizer.momentum=0");
+    SfComm *self = sf_comm_self();
+    SfTrainResult r;
+    ck_assert_int_eq(train(&c, self, &r), 0);
+    sf_comm_free(self);
+
+    SfError err = {0};
+    SfDataset *ds = sf_dataset_open(path, "/train/x", "/train/y", &err);
+    ck_assert_msg(ds != NULL, "%s", err.msg);
+    unsigned char raw[N * 12];
+    int32_t y[N];
+    ck_assert_int_eq(sf_dataset_read_features(ds, 0, N, raw, &err), 0);
+    ck_assert_int_eq(sf_dataset_read_class_labels(ds, 0, N, y, &err), 0);
+    sf_dataset_close(ds);
+    SfModel *m = sf_model_create("dense:3", (SfShape){1, 3, 4},
+                                 SF_LOSS_CROSS_ENTROPY, 1, &err);
+    sf_model_init_params(m, SF_INIT_AUTO, c.train.seed);
+    double w[3 * 12 + 3]; /* W (3, 12) then b (3), as shardfit lays them out */
+    for (int i = 0; i < 39; i++)
+        w[i] = sf_model_params(m)[i];
+    sf_model_free(m);
+    for (int step = 0; step < 3; step++) {
+        double g[39] = {0};
+        for (int i = 0; i < N; i++) {
+            double x[12], z[3], zmax = -1e300, total = 0.0;
+            for (int k = 0; k < 12; k++)
+                x[k] = raw[i * 12 + k] * 0.00390625 - 0.5;
+            for (int o = 0; o < 3; o++) {
+                z[o] = w[36 + o];
+                for (int k = 0; k < 12; k++)
+                    z[o] += w[o * 12 + k] * x[k];
+                zmax = z[o] > zmax ? z[o] : zmax;
+            }
+            for (int o = 0; o < 3; o++)
+                total += exp(z[o] - zmax);
+            for (int o = 0; o < 3; o++) {
+                double d = exp(z[o] - zmax) / total - (o == y[i]);
+                for (int k = 0; k < 12; k++)
+                    g[o * 12 + k] += d * x[k];
+                g[36 + o] += d;
+            }
+        }
+        for (int i = 0; i < 39; i++)
+            w[i] -= 0.5 * g[i] / N;
+    }
+    ck_assert_int_eq(r.steps_done, 3);
+    double diff = 0.0, scale = 0.0;
+    for (int i = 0; i < 39; i++) {
+        diff = fmax(diff, fabs(w[i] - r.params[i]));
+        scale = fmax(scale, fabs(w[i]));
+    }
+    ck_assert_msg(diff / scale < 1e-5, "relative difference %g", diff / scale);
+    sf_train_result_free(&r);
 }
 END_TEST
 
@@ -411,6 +483,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_loaders_give_identical_bits);
     tcase_add_test(tc, test_micro_batches_match);
     tcase_add_test(tc, test_batch_regimes);
+    tcase_add_test(tc, test_full_batch_is_gradient_descent);
     tcase_add_test(tc, test_validation_split_holds_out_the_tail);
     tcase_add_test(tc, test_early_stopping_restores_the_best_epoch);
     tcase_add_test(tc, test_target_stops_when_reached);

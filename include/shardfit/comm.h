@@ -55,6 +55,11 @@ void sf_comm_bcast_f32(SfComm *c, float *buf, int64_t n, int root);
 /* Raw bytes: for plain structs, all ranks running the same binary. */
 void sf_comm_bcast_bytes(SfComm *c, void *buf, size_t n, int root);
 void sf_comm_allreduce_sum_f32(SfComm *c, float *buf, int64_t n);  /* in place */
+
+/* How many sum_f32 allreduces c has made: the trainer makes exactly one per
+ * optimizer step (gradients, loss and counts together), whatever micro_batch
+ * is, and no other. Not collective. */
+int64_t sf_comm_allreduce_f32_count(const SfComm *c);
 void sf_comm_allreduce_sum_f64(SfComm *c, double *buf, int64_t n); /* in place */
 void sf_comm_allreduce_max_f64(SfComm *c, double *buf, int64_t n); /* in place */
 
