@@ -32,43 +32,13 @@ static void setup(void)
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
 
-static void remove_tree(const char *path)
-{
-    char sub[1024];
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        chmod(path, 0700);
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-                remove_tree(sub);
-            }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static void teardown(void)
 {
-    remove_tree(tmpdir);
+    sf_test_remove_tree(tmpdir);
 }
 
-/* tmpdir/name; each call has its own buffer, up to four live at once. */
-static const char *tmp(const char *name)
-{
-    static char bufs[4][512];
-    static int next;
-    char *b = bufs[next++ % 4];
-    snprintf(b, 512, "%s/%s", tmpdir, name);
-    return b;
-}
+/* tmpdir/name; up to four results live at once. */
+static const char *tmp(const char *name) { return sf_test_path(tmpdir, name); }
 
 static int file_exists(const char *path)
 {

@@ -26,28 +26,11 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char path[512];
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
-            unlink(path);
-        }
-    if (d)
-        closedir(d);
-    rmdir(tmpdir);
+    sf_test_remove_tree(tmpdir);
 }
 
-/* tmpdir/name; each call has its own buffer, up to four live at once. */
-static const char *tmp(const char *name)
-{
-    static char bufs[4][512];
-    static int next;
-    char *b = bufs[next++ % 4];
-    snprintf(b, 512, "%s/%s", tmpdir, name);
-    return b;
-}
+/* tmpdir/name; up to four results live at once. */
+static const char *tmp(const char *name) { return sf_test_path(tmpdir, name); }
 
 static void write_one(const char *path, const char *name, SfDtype t, int ndims,
                       const int64_t *dims, const void *data, int compress)
