@@ -121,7 +121,10 @@ static int list(const char *dir, FILE *warn, Candidate **out, int *n,
         SfError why = {0};
         if (!own_name(e->d_name, &k.is_epoch))
             continue;
-        snprintf(k.name, sizeof k.name, "%s", e->d_name);
+        /* own_name accepts only names shorter than k.name; the precision
+         * says so to the compiler too */
+        snprintf(k.name, sizeof k.name, "%.*s", (int)sizeof k.name - 1,
+                 e->d_name);
         snprintf(path, sizeof path, "%s/%s", dir, k.name);
         if (sf_ckpt_check(path, NULL, 0, &k.step, &why) < 0) {
             if (warn)
