@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "checkpoint_internal.h"
+#include "h5guard.h"
 
 void sf_checkpoint_info_free(SfCheckpointInfo *info)
 {
@@ -133,6 +134,14 @@ static int get_string(hid_t loc, const char *name, char **out, SfError *err)
      * convert between them. */
     int var = H5Tis_variable_str(type) > 0;
     size_t size = var ? 0 : H5Tget_size(type);
+    /* A corrupt size field must not set the allocation: the string is
+     * stored in full, so the file must hold that many bytes of it. */
+    if (!var && size > (size_t)H5Aget_storage_size(a)) {
+        sf_error_set(err, SF_EXIT_INPUT, "attribute '%s' declares a %zu-byte "
+                     "string but stores %llu bytes", name, size,
+                     (unsigned long long)H5Aget_storage_size(a));
+        goto cleanup;
+    }
     if (!var && !(s = malloc(size + 1))) {
         sf_error_set(err, SF_EXIT_FAILURE, "out of memory");
         goto cleanup;
@@ -297,22 +306,41 @@ cleanup:
 /* The dataset at path against the model's shape want; with dst, read
  * there. Messages: where + "layer 02_dense: checkpoint " + what + shapes. */
 
+/* The reads of sf_checkpoint_read_info; in the guard's child, info is
+ * thrown away. */
+static int read_info_here(const char *path, SfCheckpointInfo *info,
+                          SfError *err)
+{
+    sf_h5_init();
+    sf_h5_lock();
+    hid_t file = sf_ckpt_open(path, err);
+    int rc = file < 0 || sf_ckpt_check_format(file, err) < 0 ||
+             sf_ckpt_read_info(file, 1, info, err) < 0 ||
+             sf_ckpt_read_history(file, info, err) < 0 ? -1 : 0;
+    if (file >= 0) {
+        info->has_best = sf_ckpt_exists(file, "/best");
+        H5Fclose(file);
+    }
+    sf_h5_unlock();
+    return rc;
+}
+
+static int read_info_in_child(void *arg, SfError *err)
+{
+    SfCheckpointInfo got;
+    memset(&got, 0, sizeof got);
+    int rc = read_info_here(arg, &got, err);
+    sf_checkpoint_info_free(&got);
+    return rc;
+}
+
 int sf_checkpoint_read_info(const char *path, SfCheckpointInfo *info,
                             SfError *err)
 {
     SfCheckpointInfo got;
     memset(&got, 0, sizeof got);
-    sf_h5_init();
-    sf_h5_lock();
-    hid_t file = sf_ckpt_open(path, err);
-    int rc = file < 0 || sf_ckpt_check_format(file, err) < 0 ||
-             sf_ckpt_read_info(file, 1, &got, err) < 0 ||
-             sf_ckpt_read_history(file, &got, err) < 0 ? -1 : 0;
-    if (file >= 0) {
-        got.has_best = sf_ckpt_exists(file, "/best");
-        H5Fclose(file);
-    }
-    sf_h5_unlock();
+    int rc = sf_h5_guard(path, read_info_in_child, (void *)path, err) < 0 ||
+             read_info_here(path, &got, err) < 0 ? -1 : 0;
     if (rc < 0) {
         sf_error_prefix(err, "'%s': ", path);
         sf_checkpoint_info_free(&got);

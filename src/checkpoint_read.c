@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "checkpoint_internal.h"
+#include "h5guard.h"
 #include "h5util.h"
 
 enum {
@@ -311,8 +312,8 @@ static int scan(hid_t file, const SfModel *m, SfOptim *o, int flags,
 }
 
 /* Opens path and scans it under the HDF5 lock. */
-static int scan_path(const char *path, const SfModel *m, SfOptim *o,
-                     int flags, Contents *c, SfError *err)
+static int scan_path_here(const char *path, const SfModel *m, SfOptim *o,
+                          int flags, Contents *c, SfError *err)
 {
     sf_h5_init();
     sf_h5_lock();
@@ -322,6 +323,34 @@ static int scan_path(const char *path, const SfModel *m, SfOptim *o,
         H5Fclose(file);
     sf_h5_unlock();
     return rc;
+}
+
+typedef struct {
+    const char *path;
+    const SfModel *m;
+    SfOptim *o;
+    int flags;
+} ScanArgs;
+
+/* The same scan in the guard's child, into temporaries it throws away. */
+static int scan_in_child(void *arg, SfError *err)
+{
+    const ScanArgs *a = arg;
+    Contents c;
+    memset(&c, 0, sizeof c);
+    int rc = scan_path_here(a->path, a->m, a->o, a->flags, &c, err);
+    contents_free(&c);
+    return rc;
+}
+
+/* scan_path_here, once a child has survived it (h5guard.h). */
+static int scan_path(const char *path, const SfModel *m, SfOptim *o,
+                     int flags, Contents *c, SfError *err)
+{
+    ScanArgs a = {path, m, o, flags};
+    if (sf_h5_guard(path, scan_in_child, &a, err) < 0)
+        return -1;
+    return scan_path_here(path, m, o, flags, c, err);
 }
 
 /* ---- the public readers ------------------------------------------------- */
@@ -370,17 +399,24 @@ int sf_checkpoint_load_params(const char *path, SfModel *m, SfError *err)
     return rc;
 }
 
-int sf_ckpt_check(const char *path, const SfModel *m, int full, int64_t *step,
-                  SfError *err)
+typedef struct {
+    const char *path;
+    const SfModel *m;
+    int full;
+    int64_t step;
+} CheckArgs;
+
+static int check_here(void *arg, SfError *err)
 {
+    CheckArgs *a = arg;
     Contents c;
     memset(&c, 0, sizeof c);
     int rc = -1;
     sf_h5_init();
     sf_h5_lock();
-    hid_t file = sf_ckpt_open(path, err);
-    if (file >= 0 && full)
-        rc = scan(file, m, NULL, SCAN_INFO, &c, err);
+    hid_t file = sf_ckpt_open(a->path, err);
+    if (file >= 0 && a->full)
+        rc = scan(file, a->m, NULL, SCAN_INFO, &c, err);
     else if (file >= 0)
         rc = sf_ckpt_check_format(file, err) < 0 ? -1
              : sf_ckpt_get_number(file, "", "step", SF_CKPT_I64,
@@ -388,8 +424,17 @@ int sf_ckpt_check(const char *path, const SfModel *m, int full, int64_t *step,
     if (file >= 0)
         H5Fclose(file);
     sf_h5_unlock();
-    *step = c.info.step;
+    a->step = c.info.step;
     contents_free(&c);
     return rc;
 }
 
+int sf_ckpt_check(const char *path, const SfModel *m, int full, int64_t *step,
+                  SfError *err)
+{
+    CheckArgs a = {path, m, full, 0};
+    int rc = sf_h5_guard(path, check_here, &a, err) < 0 ? -1
+             : check_here(&a, err);
+    *step = a.step;
+    return rc;
+}

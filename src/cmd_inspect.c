@@ -67,31 +67,87 @@ static void print_listing(const char *path, const Listing *l)
                l->rows[i].shape, l->rows[i].type);
 }
 
-/* "  name = value", a multi-line value cut to its first line. */
-static void print_attr(const char *name, const char *value, void *user)
+typedef struct {
+    char **names, **values;
+    size_t n, cap;
+    int failed; /* out of memory */
+    int checkpoint; /* format = SF_CHECKPOINT_FORMAT */
+} Attrs;
+
+static void add_attr(const char *name, const char *value, void *user)
 {
-    int *count = user;
-    size_t len = strcspn(value, "\n"), lines = 1;
-    for (const char *p = value; (p = strchr(p, '\n')) && p[1]; p++)
-        lines++;
-    if ((*count)++ == 0)
-        printf("attributes of /:\n");
-    if (len > 100)
-        printf("  %s = %.100s...", name, value);
-    else
-        printf("  %s = %.*s", name, (int)len, value);
-    if (lines > 1)
-        printf(" (%zu lines)", lines);
-    printf("\n");
+    Attrs *a = user;
+    if (a->failed)
+        return;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 16;
+        char **names = realloc(a->names, cap * sizeof *names);
+        if (names)
+            a->names = names;
+        char **values = names ? realloc(a->values, cap * sizeof *values) : NULL;
+        if (!values) {
+            a->failed = 1;
+            return;
+        }
+        a->values = values;
+        a->cap = cap;
+    }
+    a->names[a->n] = strdup(name);
+    a->values[a->n] = strdup(value);
+    if (!a->names[a->n] || !a->values[a->n]) {
+        free(a->names[a->n]);
+        free(a->values[a->n]);
+        a->failed = 1;
+        return;
+    }
+    a->n++;
+    if (!strcmp(name, "format") && !strcmp(value, SF_CHECKPOINT_FORMAT))
+        a->checkpoint = 1;
 }
 
-/* A checkpoint opens with where its run stood and what it reached. Other
- * files (no format attribute) print nothing here. */
+static void attrs_free(Attrs *a)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        free(a->names[i]);
+        free(a->values[i]);
+    }
+    free(a->names);
+    free(a->values);
+}
+
+/* "  name = value", a multi-line value cut to its first line. */
+static void print_attrs(const Attrs *a)
+{
+    if (a->n > 0)
+        printf("attributes of /:\n");
+    for (size_t i = 0; i < a->n; i++) {
+        const char *name = a->names[i], *value = a->values[i];
+        size_t len = strcspn(value, "\n"), lines = 1;
+        for (const char *p = value; (p = strchr(p, '\n')) && p[1]; p++)
+            lines++;
+        if (len > 100)
+            printf("  %s = %.100s...", name, value);
+        else
+            printf("  %s = %.*s", name, (int)len, value);
+        if (lines > 1)
+            printf(" (%zu lines)", lines);
+        printf("\n");
+    }
+}
+
+/* A checkpoint opens with where its run stood and what it reached. Called
+ * only for files whose format attribute says checkpoint; one that then
+ * fails to read gets a warning, and the listing still follows. */
 static void print_checkpoint_summary(const char *path)
 {
     SfCheckpointInfo info = {0};
     SfError err = {0};
-    if (sf_checkpoint_read_info(path, &info, &err) || !info.layers) {
+    if (sf_checkpoint_read_info(path, &info, &err)) {
+        fprintf(stderr, "shardfit inspect: warning: not a readable checkpoint: "
+                "%s\n", err.msg);
+        return;
+    }
+    if (!info.layers) { /* a params-only init file */
         sf_checkpoint_info_free(&info);
         return;
     }
@@ -128,19 +184,23 @@ int sf_cmd_inspect(int argc, char **argv)
         return sf_cli_usage_error("inspect", argc < 2 ? "missing FILE.h5"
                                   : "inspect takes one file, got %d arguments",
                                   argc - 1);
+    Attrs attrs = {0};
     int rc = sf_dataset_visit(argv[1], add_dataset, &l, &err);
-    if (rc == 0 && l.failed) {
+    if (rc == 0)
+        rc = sf_dataset_visit_attrs(argv[1], add_attr, &attrs, &err);
+    if (rc == 0 && (l.failed || attrs.failed)) {
         sf_error_set(&err, SF_EXIT_FAILURE, "out of memory");
         rc = -1;
     }
-    int attrs = 0;
     if (rc == 0) {
-        print_checkpoint_summary(argv[1]);
+        if (attrs.checkpoint)
+            print_checkpoint_summary(argv[1]);
         print_listing(argv[1], &l);
-        rc = sf_dataset_visit_attrs(argv[1], print_attr, &attrs, &err);
+        print_attrs(&attrs);
     }
     for (size_t i = 0; i < l.n; i++)
         free(l.rows[i].name);
     free(l.rows);
+    attrs_free(&attrs);
     return rc == 0 ? SF_EXIT_OK : sf_cli_report("inspect", &err);
 }

@@ -249,3 +249,9 @@ void sf_h5_unlock(void)
 {
     pthread_mutex_unlock(&h5_mutex);
 }
+
+void sf_h5_lock_reset_in_child(void)
+{
+    pthread_once(&h5_mutex_once, h5_mutex_init);
+    h5_mutex_init(); /* the copy is held by a thread this process lacks */
+}

@@ -27,6 +27,11 @@ void sf_h5_init(void);
 void sf_h5_lock(void);
 void sf_h5_unlock(void);
 
+/* For the child of a fork made while holding the lock (h5guard.c): the
+ * lock's owner is a thread of the parent, so the child starts it afresh,
+ * unlocked. */
+void sf_h5_lock_reset_in_child(void);
+
 /* The innermost message of the current HDF5 error stack (the most specific
  * one), copied into buf; "" if the stack is empty. An errno text in it is
  * kept and the rest of HDF5's long form dropped: "file write failed: File

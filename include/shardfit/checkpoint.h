@@ -17,7 +17,9 @@
  * old file or the new one, never half of one. Readers accept string
  * attributes stored fixed-length or variable-length (h5py writes
  * variable-length), and a file holding only format, version and /params is a
- * valid init_checkpoint. */
+ * valid init_checkpoint. Every reader below first does its reads in a forked
+ * child (src/h5guard.h): a file that crashes or hangs HDF5 is an error
+ * (exit 2), and find_latest skips it. */
 #ifndef SHARDFIT_CHECKPOINT_H
 #define SHARDFIT_CHECKPOINT_H
 

@@ -61,7 +61,11 @@ typedef struct SfDataset SfDataset;
  * A chunked dataset gets a chunk cache holding all of it up to 64 MiB, so
  * row-by-row reads do not inflate a chunk per row. HDF5 is not built
  * thread-safe: every function here holds sf_h5_lock() (src/h5util.h), so
- * threads may share a dataset; its reads are then serialized. */
+ * threads may share a dataset; its reads are then serialized. The open, and
+ * the first and last rows, are first read in a forked child (src/h5guard.h):
+ * a file that crashes or hangs HDF5 fails the open (exit 2, "'x.h5': the
+ * HDF5 library crashed reading this file ..."). So do sf_dataset_visit and
+ * sf_dataset_visit_attrs. */
 SfDataset *sf_dataset_open(const char *path, const char *features,
                            const char *labels, SfError *err);
 void sf_dataset_close(SfDataset *ds); /* NULL is fine */
