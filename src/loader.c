@@ -54,29 +54,38 @@ static SfShape shape_of(const SfArrayInfo *a)
     return (SfShape){d, 1, 1};
 }
 
-/* Reads the held rows from the open dataset; 0 or -1 with err. */
 /* A NaN or infinity in float features would only show up steps later as a
- * diverged loss; it is reported at load instead, naming the row and column.
- * (Stream keeps no rows, so it cannot scan at load.) */
-static int check_finite(const SfLoader *l, int64_t first_row, SfError *err)
+ * diverged loss; it is reported instead, naming the row and column: at load
+ * for shard and replicate, as each batch arrives for stream (which keeps no
+ * rows to scan at load). frow holds one row in its stored type. */
+static int check_finite_row(const SfLoader *l, const unsigned char *frow,
+                            int64_t file_row, SfError *err)
 {
     if (l->dtype != SF_DTYPE_F32 && l->dtype != SF_DTYPE_F64)
         return 0;
-    const int64_t n = l->held_len * l->fsize;
-    for (int64_t i = 0; i < n; i++) {
-        double v = l->dtype == SF_DTYPE_F32 ? ((const float *)l->feat)[i]
-                                            : ((const double *)l->feat)[i];
+    for (int64_t i = 0; i < l->fsize; i++) {
+        double v = l->dtype == SF_DTYPE_F32 ? ((const float *)frow)[i]
+                                            : ((const double *)frow)[i];
         if (!isfinite(v)) {
             sf_error_set(err, SF_EXIT_INPUT, "features row %lld, column %lld "
-                         "is %g: the data must be finite",
-                         (long long)(first_row + i / l->fsize),
-                         (long long)(i % l->fsize), v);
+                         "is %g: the data must be finite", (long long)file_row,
+                         (long long)i, v);
             return -1;
         }
     }
     return 0;
 }
 
+static int check_finite(const SfLoader *l, int64_t first_row, SfError *err)
+{
+    for (int64_t r = 0; r < l->held_len; r++)
+        if (check_finite_row(l, l->feat + (size_t)r * l->frow, first_row + r,
+                             err))
+            return -1;
+    return 0;
+}
+
+/* Reads the held rows from the open dataset; 0 or -1 with err. */
 static int load_rows(SfLoader *l, SfDataset *ds, SfError *err)
 {
     size_t n = (size_t)l->held_len;
@@ -342,9 +351,13 @@ int64_t sf_loader_fetch(SfLoader *l, const int64_t *ids, int64_t count,
         const unsigned char *feat, *lab;
         if (sf_stream_read(l->stream, ids + off, len, &feat, &lab, err))
             return -1;
-        for (int64_t j = 0; j < len; j++)
+        for (int64_t j = 0; j < len; j++) {
+            if (check_finite_row(l, feat + (size_t)j * l->frow,
+                                 l->row0 + ids[off + j], err))
+                return -1;
             unpack_row(l, feat + (size_t)j * l->frow, lab + (size_t)j * l->lrow,
                        j, x, classes, values);
+        }
         return len;
     }
     if (l->kind != SF_LOADER_SHARD || l->size == 1) {

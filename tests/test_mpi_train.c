@@ -425,6 +425,30 @@ START_TEST(test_nan_in_features_is_reported_at_load)
 }
 END_TEST
 
+/* Under stream no rows are held, so the NaN is found in the batch that
+ * reads row 12345: every rank stops at that step with status 2, and the one
+ * rank that read it says which row. */
+START_TEST(test_nan_in_features_is_reported_by_stream)
+{
+    SfConfig c = config();
+    set(&c, "data.features=/nan/x");
+    set(&c, "data.labels=/nan/y");
+    set(&c, "data.val_features=");
+    set(&c, "data.val_labels=");
+    set(&c, "data.loader=stream");
+    set(&c, "model.layers=dense:4 tanh dense:3");
+    SfTrainResult r;
+    SfError err = {0};
+    int status = sf_train(&c, world, &r, &err);
+    ck_assert_int_eq(status, 2);
+    float told = strstr(err.msg, "features row 12345, column 1 is nan") ? 1.0f : 0.0f;
+    ck_assert_msg(told == 1.0f || err.msg[0] == '\0', "%s", err.msg);
+    sf_comm_allreduce_sum_f32(world, &told, 1);
+    ck_assert_float_eq(told, 1.0f);
+    sf_train_result_free(&r);
+}
+END_TEST
+
 /* The replica check names exactly the ranks whose bytes differ. */
 START_TEST(test_replica_check_names_drifted_ranks)
 {
@@ -489,6 +513,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_target_stops_when_reached);
     tcase_add_test(tc, test_replica_check_names_drifted_ranks);
     tcase_add_test(tc, test_nan_in_features_is_reported_at_load);
+    tcase_add_test(tc, test_nan_in_features_is_reported_by_stream);
     tcase_add_test(tc, test_bad_label_ends_every_rank);
     suite_add_tcase(s, tc);
     int status = sf_test_run(s);
