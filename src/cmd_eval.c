@@ -37,12 +37,25 @@ typedef struct EvalJob {
 
 static const char *cmd_name(int predict) { return predict ? "predict" : "eval"; }
 
-/* 0, or an exit status after printing a usage error. */
+/* 0; an exit status after printing a usage error; or -1 after printing
+ * the help (exit 0). */
 static int parse_args(int predict, int argc, char **argv, EvalArgs *a)
 {
     const char *cmd = cmd_name(predict);
+    const char *usage = predict
+        ? "usage: shardfit predict --checkpoint CKPT.h5 --data FILE.h5 "
+          "[--features /p] --out OUT.h5"
+        : "usage: shardfit eval --checkpoint CKPT.h5 --data FILE.h5 "
+          "[--features /p] [--labels /p]";
     memset(a, 0, sizeof *a);
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("%s\n%s\n", usage, predict
+                   ? "writes the model's outputs for every row of the data, in "
+                     "row order, to OUT.h5"
+                   : "loss and accuracy of the checkpoint's model on the data");
+            return -1;
+        }
         const char **slot = !strcmp(argv[i], "--checkpoint") ? &a->checkpoint
                             : !strcmp(argv[i], "--data")     ? &a->data
                             : !strcmp(argv[i], "--features") ? &a->features
@@ -56,11 +69,7 @@ static int parse_args(int predict, int argc, char **argv, EvalArgs *a)
         *slot = argv[++i];
     }
     if (!a->checkpoint || !a->data || (predict && !a->out))
-        return sf_cli_usage_error(cmd, predict
-            ? "usage: shardfit predict --checkpoint CKPT.h5 --data FILE.h5 "
-              "[--features /p] --out OUT.h5"
-            : "usage: shardfit eval --checkpoint CKPT.h5 --data FILE.h5 "
-              "[--features /p] [--labels /p]");
+        return sf_cli_usage_error(cmd, "%s", usage);
     return 0;
 }
 
@@ -227,7 +236,7 @@ static int run(int predict, int argc, char **argv)
     EvalArgs a;
     int status = parse_args(predict, argc, argv, &a);
     if (status)
-        return status;
+        return status < 0 ? SF_EXIT_OK : status; /* -1: the help was asked */
     SfComm *comm = sf_comm_init(&argc, &argv);
     if (!comm) {
         fprintf(stderr, "shardfit %s: error: MPI could not start\n", cmd_name(predict));

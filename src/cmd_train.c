@@ -31,6 +31,12 @@ static int load_config(SfConfig *cfg, int argc, char **argv, SfError *err)
 
 int sf_cmd_train(int argc, char **argv)
 {
+    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: shardfit train CONFIG.ini [--set section.key=value ...]\n"
+               "trains the model CONFIG.ini describes; run under mpirun -np P "
+               "(P = 1 also works without mpirun); README.md lists the keys\n");
+        return SF_EXIT_OK;
+    }
     if (argc < 2 || argv[1][0] == '-')
         return sf_cli_usage_error("train", "expected a config file: "
                                   "shardfit train CONFIG.ini [--set section.key=value ...]");
