@@ -151,11 +151,10 @@ static char *read_string(hid_t attr, hid_t type)
             H5free_memory(v);
         }
     } else {
-        /* The declared size sets the allocation only if the file holds
-         * that many bytes of the string (a corrupt size field). */
+        /* HDF5 holds size bytes of it already (see get_string in
+         * checkpoint_info.c) */
         size_t size = H5Tget_size(type);
-        out = size && size <= (size_t)H5Aget_storage_size(attr)
-              ? malloc(size + 1) : NULL;
+        out = size ? malloc(size + 1) : NULL;
         if (out && (H5Tset_size(mem, size + 1) < 0 ||
                     H5Tset_strpad(mem, H5T_STR_NULLTERM) < 0 ||
                     H5Aread(attr, mem, out) < 0)) {
