@@ -38,7 +38,7 @@ static int crash(void *arg, SfError *err)
 static int loop(void *arg, SfError *err)
 {
     (void)arg, (void)err;
-    for (volatile int i = 0;; i++)
+    for (volatile unsigned i = 0;; i++)
         ;
     return 0;
 }
@@ -54,7 +54,7 @@ static int take_lock(void *arg, SfError *err)
 
 /* 4 GiB: more than the child's limit (2 GiB beyond what it maps), less
  * than the machine's memory, so without the limit malloc would succeed. */
-static int allocate_4g(void *arg, SfError *err)
+static __attribute__((unused)) int allocate_4g(void *arg, SfError *err)
 {
     (void)arg;
     char *p = malloc((size_t)4 << 30);
