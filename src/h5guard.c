@@ -118,7 +118,8 @@ static void run_child(int fd, off_t size, SfH5GuardFn fn, void *arg)
 }
 
 /* Reads the child's report until EOF or the deadline. Returns the bytes
- * read, or -1 on timeout. */
+ * read, or -1 on timeout (or if poll fails: the caller must not wait on a
+ * child that may never end). */
 static ssize_t read_report(int fd, Report *r, double limit)
 {
     size_t got = 0;
@@ -135,7 +136,7 @@ static ssize_t read_report(int fd, Report *r, double limit)
         if (rc == 0)
             continue; /* the loop head sees the deadline */
         if (rc < 0)
-            return (ssize_t)got; /* cannot wait: judge by what came */
+            return -1; /* cannot wait on the child: stop it */
         ssize_t n = read(fd, (char *)r + got, sizeof *r - got);
         if (n < 0 && errno == EINTR)
             continue;
