@@ -4,6 +4,7 @@
 #include <mpi.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ struct SfComm {
     double timeout;
     pthread_t watchdog;
     int has_watchdog;
+    MPI_Comm watch_comm; /* the watchdogs' roll call, apart from the job's */
     atomic_int quit, op;
     atomic_llong busy_since, epoch, step;
     int64_t f32_allreduces;
@@ -51,29 +53,186 @@ static void watch_end(SfComm *c)
     atomic_store_explicit(&c->busy_since, 0, memory_order_release);
 }
 
-/* Wakes a few times per timeout; past the deadline it names what waited
- * and ends the job. MPI_Abort from this thread is allowed because MPI runs
- * at MPI_THREAD_MULTIPLE (measured: no cost on the allreduce here). */
+/* ---- the watchdog --------------------------------------------------------
+ *
+ * A blocked collective cannot say who is missing, so past the deadline the
+ * watchdog asks: it sends every other rank's watchdog a roll call on its
+ * own communicator, and each answers with where its rank is (in which
+ * collective at which step, or outside any). A rank whose watchdog does not
+ * answer within the grace period is stopped, hung in the kernel or dead;
+ * one that answers from elsewhere has not arrived (still reading data, say).
+ * The lowest rank waiting in the collective prints the verdict and aborts.
+ * Nothing of this runs before a deadline passes, except one MPI_Iprobe per
+ * tick to answer a roll call. */
+
+enum { TAG_ASK = 7301, TAG_ANSWER = 7302 };
+
+/* Where a rank stands, as a roll call answer: op is OP_NONE outside a
+ * collective. */
+typedef struct {
+    int64_t op, epoch, step;
+} Where;
+
+static Where where_now(SfComm *c)
+{
+    int busy = atomic_load_explicit(&c->busy_since, memory_order_acquire) != 0;
+    return (Where){busy ? atomic_load(&c->op) : OP_NONE,
+                   atomic_load(&c->epoch), atomic_load(&c->step)};
+}
+
+/* Answers every roll call waiting for this rank. */
+static void answer_roll_calls(SfComm *c)
+{
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, TAG_ASK, c->watch_comm, &flag, &st);
+        if (!flag)
+            return;
+        int64_t ask;
+        MPI_Recv(&ask, 1, MPI_INT64_T, st.MPI_SOURCE, TAG_ASK, c->watch_comm,
+                 MPI_STATUS_IGNORE);
+        Where w = where_now(c);
+        MPI_Request req; /* 24 bytes go eagerly; the asker is alive */
+        MPI_Isend(&w, 3, MPI_INT64_T, st.MPI_SOURCE, TAG_ANSWER, c->watch_comm,
+                  &req);
+        MPI_Request_free(&req);
+    }
+}
+
+static void nap(double seconds)
+{
+    struct timespec ts = {(time_t)seconds,
+                          (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* Appends "rank 1, 3" style lists of ranks with mark[r] == want to buf. */
+static void append_ranks(char *buf, size_t n, const char *what,
+                         const signed char *mark, int size, int want)
+{
+    int count = 0;
+    for (int r = 0; r < size; r++)
+        count += mark[r] == want;
+    if (!count)
+        return;
+    size_t len = strlen(buf);
+    snprintf(buf + len, n - len, "; rank%s", count > 1 ? "s" : "");
+    for (int r = 0, k = 0; r < size; r++) {
+        if (mark[r] != want)
+            continue;
+        len = strlen(buf);
+        snprintf(buf + len, n - len, "%s %d", k++ ? "," : "", r);
+    }
+    len = strlen(buf);
+    snprintf(buf + len, n - len, " %s", what);
+}
+
+enum { MARK_NO_ANSWER = 0, MARK_WAITING = 1, MARK_ELSEWHERE = 2 };
+
+/* Past the deadline: the roll call, the verdict, the end of the job. */
+static void roll_call(SfComm *c, double waited)
+{
+    const int p = c->size;
+    Where mine = where_now(c);
+    signed char *mark = calloc((size_t)p, 1);
+    Where *at = calloc((size_t)p, sizeof *at);
+    MPI_Request *reqs = calloc((size_t)p, sizeof *reqs);
+    int64_t ask = 1;
+    if (mark && at && reqs) {
+        for (int r = 0; r < p; r++)
+            if (r != c->rank)
+                MPI_Isend(&ask, 1, MPI_INT64_T, r, TAG_ASK, c->watch_comm,
+                          &reqs[r]);
+        mark[c->rank] = MARK_WAITING;
+        int answered = 0;
+        double grace = c->timeout / 2 < 1 ? 1 : c->timeout / 2 > 10 ? 10
+                       : c->timeout / 2;
+        long long until = now_ns() + (long long)(grace * 1e9);
+        while (answered < p - 1 && now_ns() < until) {
+            answer_roll_calls(c);
+            int flag = 0;
+            MPI_Status st;
+            MPI_Iprobe(MPI_ANY_SOURCE, TAG_ANSWER, c->watch_comm, &flag, &st);
+            if (!flag) {
+                nap(0.01);
+                continue;
+            }
+            Where w;
+            MPI_Recv(&w, 3, MPI_INT64_T, st.MPI_SOURCE, TAG_ANSWER,
+                     c->watch_comm, MPI_STATUS_IGNORE);
+            int r = st.MPI_SOURCE;
+            if (mark[r] == MARK_NO_ANSWER && r != c->rank)
+                answered++;
+            at[r] = w;
+            mark[r] = w.op == mine.op && w.step == mine.step &&
+                      w.epoch == mine.epoch ? MARK_WAITING : MARK_ELSEWHERE;
+        }
+        /* The lowest waiting rank speaks; the others keep answering a while
+         * in case it cannot, then end the job themselves. */
+        int lowest = c->rank;
+        for (int r = 0; r < c->rank; r++)
+            if (mark[r] == MARK_WAITING) {
+                lowest = r;
+                break;
+            }
+        if (lowest != c->rank) {
+            long long again = now_ns() + (long long)(grace * 1e9);
+            while (now_ns() < again) {
+                answer_roll_calls(c);
+                nap(0.01);
+            }
+        }
+    }
+    char msg[2048];
+    snprintf(msg, sizeof msg, "shardfit: error: rank %d: %s at step %lld "
+             "(epoch %lld) has waited %.1f s, longer than comm.timeout = %g s",
+             c->rank, op_names[mine.op], (long long)mine.step,
+             (long long)mine.epoch, waited, c->timeout);
+    if (mark && at && reqs) {
+        append_ranks(msg, sizeof msg, "waiting in it", mark, p, MARK_WAITING);
+        append_ranks(msg, sizeof msg, "did not answer (stopped, hung or dead)",
+                     mark, p, MARK_NO_ANSWER);
+        for (int r = 0; r < p; r++) {
+            if (mark[r] != MARK_ELSEWHERE)
+                continue;
+            size_t len = strlen(msg);
+            if (at[r].op == OP_NONE)
+                snprintf(msg + len, sizeof msg - len, "; rank %d is outside "
+                         "any collective at step %lld (still computing or "
+                         "reading data)", r, (long long)at[r].step);
+            else
+                snprintf(msg + len, sizeof msg - len, "; rank %d is in %s at "
+                         "step %lld", r, op_names[at[r].op],
+                         (long long)at[r].step);
+        }
+    } else {
+        size_t len = strlen(msg);
+        snprintf(msg + len, sizeof msg - len, ": another rank has stopped, "
+                 "stalled or died");
+    }
+    fprintf(stderr, "%s; ending the job\n", msg);
+    fflush(stderr);
+    MPI_Abort(c->comm, SF_EXIT_FAILURE);
+}
+
+/* Wakes a few times per timeout to answer roll calls; past the deadline it
+ * calls the roll and ends the job. MPI calls from this thread are allowed
+ * because MPI runs at MPI_THREAD_MULTIPLE (measured: no cost on the
+ * allreduce here). */
 static void *watchdog_main(void *arg)
 {
     SfComm *c = arg;
     double tick = c->timeout / 10.0 < 0.2 ? c->timeout / 10.0 : 0.2;
-    struct timespec nap = {(time_t)tick, (long)((tick - (double)(time_t)tick) * 1e9)};
     while (!atomic_load(&c->quit)) {
-        nanosleep(&nap, NULL);
+        nap(tick);
+        answer_roll_calls(c);
         long long since = atomic_load_explicit(&c->busy_since, memory_order_acquire);
         if (!since)
             continue;
         double waited = (double)(now_ns() - since) * 1e-9;
-        if (waited <= c->timeout)
-            continue;
-        fprintf(stderr, "shardfit: error: rank %d: %s at step %lld (epoch %lld) "
-                "has waited %.1f s, longer than comm.timeout = %g s: another "
-                "rank has stopped, stalled or died; ending the job\n", c->rank,
-                op_names[atomic_load(&c->op)], (long long)atomic_load(&c->step),
-                (long long)atomic_load(&c->epoch), waited, c->timeout);
-        fflush(stderr);
-        MPI_Abort(c->comm, SF_EXIT_FAILURE);
+        if (waited > c->timeout)
+            roll_call(c, waited);
     }
     return NULL;
 }
@@ -116,8 +275,11 @@ int sf_comm_set_timeout(SfComm *c, double seconds)
     if (c->size == 1 || c->has_watchdog || provided < MPI_THREAD_MULTIPLE)
         return 0;
     c->timeout = seconds;
-    if (pthread_create(&c->watchdog, NULL, watchdog_main, c))
+    MPI_Comm_dup(c->comm, &c->watch_comm); /* collective: every rank is here */
+    if (pthread_create(&c->watchdog, NULL, watchdog_main, c)) {
+        MPI_Comm_free(&c->watch_comm);
         return -1;
+    }
     c->has_watchdog = 1;
     return 0;
 }
@@ -135,6 +297,7 @@ void sf_comm_free(SfComm *c)
     if (c->has_watchdog) {
         atomic_store(&c->quit, 1);
         pthread_join(c->watchdog, NULL);
+        MPI_Comm_free(&c->watch_comm);
     }
     if (c->comm != MPI_COMM_WORLD && c->comm != MPI_COMM_SELF)
         MPI_Comm_free(&c->comm);

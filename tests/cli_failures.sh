@@ -67,15 +67,20 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
    grep -q "rank 1 .*exited on signal 9" "$tmp/out" && intact
 then ok "a killed rank ends the job; earlier checkpoints intact"; else bad "a killed rank ends the job"; fi
 
-# A stopped rank: the other ranks' collective deadline ends the job.
-start_job 2 --set comm.timeout=3
+# A stopped rank: the other ranks' collective deadline ends the job, and
+# their roll call names the rank that did not answer.
+start_job 3 --set comm.timeout=3
 victim=$(pgrep -P "$job" shardfit | sed -n 2p)
+vrank=$(tr '\0' '\n' < "/proc/$victim/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
 kill -STOP "$victim"
 wait_job 60
-echo "     (SIGSTOP of a rank, comm.timeout 3: the job ended after ${took}s, status $status)"
+others=$(for r in 0 1 2; do [ "$r" != "$vrank" ] && printf '%s ' "$r"; done)
+set -- $others
+echo "     (SIGSTOP of rank $vrank of 3, comm.timeout 3: the job ended after ${took}s, status $status)"
 if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
-   grep -q "rank [0-9]: [a-z]* at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s" "$tmp/out" && intact
-then ok "a stopped rank ends the job after comm.timeout; earlier checkpoints intact"; else bad "a stopped rank ends the job after comm.timeout"; fi
+   grep -q "rank $1: [a-z]* at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s; ranks $1, $2 waiting in it; rank $vrank did not answer (stopped, hung or dead); ending the job" "$tmp/out" &&
+   [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] && intact
+then ok "a stopped rank ends the job after comm.timeout, named; earlier checkpoints intact"; else bad "a stopped rank ends the job after comm.timeout, named"; fi
 
 # The data file is truncated while the stream loader reads it: every rank
 # stops at the same step, the failing rank's message once, no hang.
