@@ -22,10 +22,12 @@ SfComm *sf_comm_init(int *argc, char ***argv);
  * run the same trainer on 1 rank inside a multi-rank job. Not collective. */
 SfComm *sf_comm_self(void);
 
-/* Puts a deadline on every collective of c (comm.timeout): a watchdog
- * thread ends the whole job (MPI_Abort, exit status 1) when one has waited
- * longer than seconds, after printing which operation, at which step, on
- * which rank. A stopped, stalled or dead peer so ends the job instead of
+/* Collective. Puts a deadline on every collective of c (comm.timeout): a
+ * watchdog thread ends the whole job (MPI_Abort, exit status 1) when one
+ * has waited longer than seconds, after printing which operation, at which
+ * step, on which rank, and, from a roll call of the other ranks' watchdogs
+ * (comm.c), which ranks are waiting in it, which did not answer and which
+ * are elsewhere. A stopped, stalled or dead peer so ends the job instead of
  * hanging it. The cost on the hot path is two atomic stores per collective.
  * No-op on a one-rank comm. 0, or -1 if the thread cannot start. */
 int sf_comm_set_timeout(SfComm *c, double seconds);
