@@ -33,16 +33,28 @@
  * one band of chunks; the cache sized in chunk_cache_dapl() holds the whole
  * dataset up to 64 MiB, after which random rows from 1 MiB gzip chunks cost
  * a chunk inflation (about 4 ms) per row: store data for streaming
- * contiguous, or in small chunks. */
+ * contiguous, or in small chunks.
+ *
+ * Rows not in the page cache cost a disk read each. pread(2) waits for one
+ * before asking for the next: 64 random rows of a 600 MB file none of which
+ * was cached took 4.1 ms (65 us a row), longer than a training step. So a
+ * row list is read in two passes (read_direct): the first takes what the
+ * page cache holds and starts the disk reads of the rest, the second waits
+ * for them, which then overlap: 0.9 ms for the same rows, and the same 73 us
+ * as plain pread(2) when every row is cached. preadv2(2) with RWF_NOWAIT is
+ * Linux's, hence _GNU_SOURCE. */
+#define _GNU_SOURCE /* preadv2, RWF_NOWAIT */
 #include "shardfit/dataset.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "h5guard.h"
@@ -639,20 +651,46 @@ static int pread_all(int fd, void *buf, size_t n, int64_t pos)
     return 0;
 }
 
+/* n bytes at pos if the page cache holds them all, without waiting for the
+ * disk: 1, else 0 (not cached, or any error: the waiting read that follows
+ * reports it). A miss starts the disk read; on kernels whose RWF_NOWAIT
+ * does not, POSIX_FADV_WILLNEED does. */
+static int pread_cached(int fd, void *buf, size_t n, int64_t pos)
+{
+    struct iovec v = {buf, n};
+    if (preadv2(fd, &v, 1, (off_t)pos, RWF_NOWAIT) == (ssize_t)n)
+        return 1;
+    posix_fadvise(fd, (off_t)pos, (off_t)n, POSIX_FADV_WILLNEED);
+    return 0;
+}
+
 /* Reads r with pread(2) into buf, packed in the stored type; 0, or -1 with
- * *bad_row and *what saying why. */
+ * *bad_row and *what saying why. A row list takes first what the page cache
+ * holds, then waits for the rest from the first run it missed on (see the
+ * top of this file). */
 static int read_direct(const SfDataset *ds, const Array *a, const Rows *r,
                        void *buf, int64_t *bad_row, const char **what)
 {
-    for (int64_t i = 0, j; i < r->n; i = j) {
+    int64_t missed = r->list ? r->n : 0; /* the first run not read yet */
+    for (int64_t i = 0, j; i < r->n && r->list; i = j) {
         j = run_end(r, i);
-        if (pread_all(ds->fd, (char *)buf + (size_t)i * a->row_bytes,
-                      (size_t)(j - i) * a->row_bytes,
-                      a->offset + row_at(r, i) * (int64_t)a->row_bytes) < 0) {
-            *bad_row = row_at(r, i);
-            *what = errno ? strerror(errno) : "the file ends before them";
-            return -1;
-        }
+        if (!pread_cached(ds->fd, (char *)buf + (size_t)i * a->row_bytes,
+                          (size_t)(j - i) * a->row_bytes,
+                          a->offset + row_at(r, i) * (int64_t)a->row_bytes) &&
+            missed == r->n)
+            missed = i;
+    }
+    for (int64_t i = missed, j; i < r->n; i = j) {
+        j = run_end(r, i);
+        char *dst = (char *)buf + (size_t)i * a->row_bytes;
+        size_t n = (size_t)(j - i) * a->row_bytes;
+        int64_t pos = a->offset + row_at(r, i) * (int64_t)a->row_bytes;
+        if ((r->list && pread_cached(ds->fd, dst, n, pos)) ||
+            pread_all(ds->fd, dst, n, pos) == 0)
+            continue;
+        *bad_row = row_at(r, i);
+        *what = errno ? strerror(errno) : "the file ends before them";
+        return -1;
     }
     return 0;
 }

@@ -9,6 +9,7 @@
  * wrongly or not at all; and a file that vanishes, shrinks or turns to
  * garbage under a running loader makes fetch fail with the path, not hang. */
 #include <check.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,7 +163,19 @@ START_TEST(test_stream_gives_the_bytes_of_replicate)
 }
 END_TEST
 
-/* Sorted row sets, with runs and a repeat, read as the range reads do. */
+/* Drops the file's pages from the page cache, so reads of it go to the
+ * disk: contiguous rows then take dataset.c's second pass. */
+static void drop_cached_pages(void)
+{
+    int fd = open(path, O_RDONLY);
+    ck_assert(fd >= 0);
+    ck_assert_int_eq(fdatasync(fd), 0);
+    ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+}
+
+/* Sorted row sets, with runs and a repeat, read as the range reads do,
+ * from the page cache and from the disk. */
 START_TEST(test_dataset_reads_sorted_rows)
 {
     const int64_t rows[] = {0, 1, 2, 7, 7, 40, 41, 42, 43, 96};
@@ -183,6 +196,12 @@ START_TEST(test_dataset_reads_sorted_rows)
             ck_assert(memcmp(got + i * D, all + rows[i] * D, D) == 0);
             ck_assert_int_eq(y[i], yall[rows[i]]);
         }
+        drop_cached_pages();
+        memset(got, 0, sizeof got);
+        ck_assert_msg(sf_dataset_read_feature_rows(ds, rows, m, got, &err) == 0,
+                      "%s", err.msg);
+        for (int64_t i = 0; i < m; i++)
+            ck_assert(memcmp(got + i * D, all + rows[i] * D, D) == 0);
         ck_assert(sf_dataset_read_feature_rows(ds, rows, 0, got, &err) == 0);
         const int64_t unsorted[] = {3, 2}, outside[] = {5, N};
         ck_assert(sf_dataset_read_feature_rows(ds, unsorted, 2, got, &err) < 0);
