@@ -168,11 +168,14 @@ static void roll_call(SfComm *c, double waited)
             mark[r] = w.op == mine.op && w.step == mine.step &&
                       w.epoch == mine.epoch ? MARK_WAITING : MARK_ELSEWHERE;
         }
-        /* The lowest waiting rank speaks; the others keep answering a while
-         * in case it cannot, then end the job themselves. */
+        /* The lowest rank waiting in any collective speaks (a rank may have
+         * left this collective for the next one while another still waits
+         * in it: both time out); the others keep answering a while in case
+         * it cannot, then end the job themselves. */
         int lowest = c->rank;
         for (int r = 0; r < c->rank; r++)
-            if (mark[r] == MARK_WAITING) {
+            if (mark[r] == MARK_WAITING ||
+                (mark[r] == MARK_ELSEWHERE && at[r].op != OP_NONE)) {
                 lowest = r;
                 break;
             }

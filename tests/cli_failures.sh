@@ -68,7 +68,9 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
 then ok "a killed rank ends the job; earlier checkpoints intact"; else bad "a killed rank ends the job"; fi
 
 # A stopped rank: the other ranks' collective deadline ends the job, and
-# their roll call names the rank that did not answer.
+# their roll call names the rank that did not answer. (The third rank may be
+# waiting in the same collective, or already in the next one: the stopped
+# rank gave it its part before it stopped.)
 start_job 3 --set comm.timeout=3
 victim=$(pgrep -P "$job" shardfit | sed -n 2p)
 vrank=$(tr '\0' '\n' < "/proc/$victim/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
@@ -78,7 +80,7 @@ others=$(for r in 0 1 2; do [ "$r" != "$vrank" ] && printf '%s ' "$r"; done)
 set -- $others
 echo "     (SIGSTOP of rank $vrank of 3, comm.timeout 3: the job ended after ${took}s, status $status)"
 if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
-   grep -q "rank $1: [a-z]* at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s; ranks $1, $2 waiting in it; rank $vrank did not answer (stopped, hung or dead); ending the job" "$tmp/out" &&
+   grep -q "rank $1: [a-z]* at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s; .*rank $vrank did not answer (stopped, hung or dead)" "$tmp/out" &&
    [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] && intact
 then ok "a stopped rank ends the job after comm.timeout, named; earlier checkpoints intact"; else bad "a stopped rank ends the job after comm.timeout, named"; fi
 
