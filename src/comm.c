@@ -196,6 +196,15 @@ static void roll_call(SfComm *c, double waited)
         append_ranks(msg, sizeof msg, "waiting in it", mark, p, MARK_WAITING);
         append_ranks(msg, sizeof msg, "did not answer (stopped, hung or dead)",
                      mark, p, MARK_NO_ANSWER);
+        int all_here = 1;
+        for (int r = 0; r < p; r++)
+            all_here &= mark[r] == MARK_WAITING;
+        if (all_here) {
+            size_t len = strlen(msg);
+            snprintf(msg + len, sizeof msg - len, ": every rank has arrived, "
+                     "so the collective itself has run longer than the "
+                     "deadline (a slow or broken network?)");
+        }
         for (int r = 0; r < p; r++) {
             if (mark[r] != MARK_ELSEWHERE)
                 continue;
