@@ -91,9 +91,11 @@ static int setup_local(EvalJob *j, const EvalArgs *a, SfComm *comm, SfError *err
     if (sf_config_load_text(&j->cfg, j->info.config, a->checkpoint, err))
         return -1;
     const SfConfig *c = &j->cfg;
+    /* predict reads features only: new data has no labels. */
+    const char *labels = a->labels ? a->labels : c->data.labels;
     SfLoaderSpec spec = {SF_LOADER_SHARD, a->data,
                          a->features ? a->features : c->data.features,
-                         a->labels ? a->labels : c->data.labels,
+                         j->predict ? NULL : labels,
                          "data", "--data", 0, -1,
                          (float)c->data.scale, (float)c->data.offset};
     if (!(j->loader = sf_loader_open(&spec, comm, err)))
@@ -110,8 +112,8 @@ static int setup_local(EvalJob *j, const EvalArgs *a, SfComm *comm, SfError *err
         return -1;
     int64_t k = sf_model_output_width(j->model), off, len;
     int64_t d = sf_shape_size(sf_loader_sample_shape(j->loader));
-    if (!j->predict && sf_loader_has_classes(j->loader) &&
-        sf_loader_check_classes(j->loader, k, err))
+    if (!j->predict && sf_loader_check_targets(j->loader, k, c->model.loss,
+                                               "--labels", labels, err))
         return -1;
     sf_loader_block(j->loader, &off, &len);
     j->x = malloc((size_t)(j->rows * d) * sizeof *j->x);
@@ -221,13 +223,9 @@ static void job_free(EvalJob *j)
 /* Agrees on a local status; only the lowest failing rank prints. */
 static int agree_or_report(SfComm *comm, int local, const char *cmd, SfError *err)
 {
-    int first = -1;
-    int status = sf_comm_agree(comm, local ? (err->code ? err->code : 1) : 0, &first);
-    if (status && sf_comm_rank(comm) == first) {
-        if (sf_comm_size(comm) > 1)
-            sf_error_prefix(err, "rank %d: ", first);
+    int status = sf_comm_agree_error(comm, local, 1, err);
+    if (status && err->msg[0])
         sf_cli_report(cmd, err);
-    }
     return status;
 }
 

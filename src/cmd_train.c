@@ -47,11 +47,9 @@ int sf_cmd_train(int argc, char **argv)
     }
     static SfConfig cfg; /* large (paths); static to spare the stack */
     SfError err = {0};
-    int first = -1;
-    int status = sf_comm_agree(comm, load_config(&cfg, argc, argv, &err) ? err.code : 0,
-                               &first);
+    int status = sf_comm_agree_error(comm, load_config(&cfg, argc, argv, &err), 0, &err);
     if (status) {
-        if (sf_comm_rank(comm) == first)
+        if (err.msg[0])
             sf_cli_report("train", &err);
     } else if (sf_comm_set_timeout(comm, cfg.comm.timeout) || sf_signals_install()) {
         fprintf(stderr, "shardfit train: error: cannot start the comm.timeout "

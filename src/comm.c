@@ -23,6 +23,7 @@ struct SfComm {
     MPI_Comm comm;
     int rank, size;
     int owns_mpi; /* the world handle finalizes MPI when freed */
+    char (*hosts)[SF_COMM_HOST_MAX]; /* each rank's host, gathered at creation */
     /* Watchdog: busy_since is the monotonic time (ns) the current
      * collective began, 0 outside collectives; written by the main thread,
      * read by the watchdog thread. */
@@ -107,9 +108,11 @@ static void nap(double seconds)
     nanosleep(&ts, NULL);
 }
 
-/* Appends "rank 1, 3" style lists of ranks with mark[r] == want to buf. */
+/* Appends "ranks 1 (h1), 3 (h2)" style lists of ranks with mark[r] == want
+ * to buf. */
 static void append_ranks(char *buf, size_t n, const char *what,
-                         const signed char *mark, int size, int want)
+                         const signed char *mark, int size, int want,
+                         char (*hosts)[SF_COMM_HOST_MAX])
 {
     int count = 0;
     for (int r = 0; r < size; r++)
@@ -122,7 +125,8 @@ static void append_ranks(char *buf, size_t n, const char *what,
         if (mark[r] != want)
             continue;
         len = strlen(buf);
-        snprintf(buf + len, n - len, "%s %d", k++ ? "," : "", r);
+        snprintf(buf + len, n - len, "%s %d (%s)", k++ ? "," : "", r,
+                 hosts[r]);
     }
     len = strlen(buf);
     snprintf(buf + len, n - len, " %s", what);
@@ -188,14 +192,16 @@ static void roll_call(SfComm *c, double waited)
         }
     }
     char msg[2048];
-    snprintf(msg, sizeof msg, "shardfit: error: rank %d: %s at step %lld "
+    snprintf(msg, sizeof msg, "shardfit: error: rank %d (%s): %s at step %lld "
              "(epoch %lld) has waited %.1f s, longer than comm.timeout = %g s",
-             c->rank, op_names[mine.op], (long long)mine.step,
+             c->rank, c->hosts[c->rank], op_names[mine.op], (long long)mine.step,
              (long long)mine.epoch, waited, c->timeout);
     if (mark && at && reqs) {
-        append_ranks(msg, sizeof msg, "waiting in it", mark, p, MARK_WAITING);
-        append_ranks(msg, sizeof msg, "did not answer (stopped, hung or dead)",
-                     mark, p, MARK_NO_ANSWER);
+        append_ranks(msg, sizeof msg, "waiting in it", mark, p, MARK_WAITING,
+                     c->hosts);
+        append_ranks(msg, sizeof msg, "did not answer (stopped, hung or dead, "
+                     "or its host is down or cut off)", mark, p, MARK_NO_ANSWER,
+                     c->hosts);
         int all_here = 1;
         for (int r = 0; r < p; r++)
             all_here &= mark[r] == MARK_WAITING;
@@ -210,12 +216,12 @@ static void roll_call(SfComm *c, double waited)
                 continue;
             size_t len = strlen(msg);
             if (at[r].op == OP_NONE)
-                snprintf(msg + len, sizeof msg - len, "; rank %d is outside "
-                         "any collective at step %lld (still computing or "
-                         "reading data)", r, (long long)at[r].step);
+                snprintf(msg + len, sizeof msg - len, "; rank %d (%s) is "
+                         "outside any collective at step %lld (still computing "
+                         "or reading data)", r, c->hosts[r], (long long)at[r].step);
             else
-                snprintf(msg + len, sizeof msg - len, "; rank %d is in %s at "
-                         "step %lld", r, op_names[at[r].op],
+                snprintf(msg + len, sizeof msg - len, "; rank %d (%s) is in %s "
+                         "at step %lld", r, c->hosts[r], op_names[at[r].op],
                          (long long)at[r].step);
         }
     } else {
@@ -249,15 +255,34 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
+/* Collective over comm (one allgather of host names). */
 static SfComm *wrap(MPI_Comm comm, int owns_mpi)
 {
     SfComm *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    c->comm = comm;
-    c->owns_mpi = owns_mpi;
-    MPI_Comm_rank(comm, &c->rank);
-    MPI_Comm_size(comm, &c->size);
+    int ok = c != NULL;
+    char name[MPI_MAX_PROCESSOR_NAME] = "", mine[SF_COMM_HOST_MAX] = "";
+    if (c) {
+        c->comm = comm;
+        c->owns_mpi = owns_mpi;
+        MPI_Comm_rank(comm, &c->rank);
+        MPI_Comm_size(comm, &c->size);
+        c->hosts = calloc((size_t)c->size, sizeof *c->hosts);
+        ok = c->hosts != NULL;
+    }
+    /* Every rank joins the allgather, even one out of memory, and all learn
+     * whether all can go on. */
+    int len = 0;
+    MPI_Get_processor_name(name, &len);
+    snprintf(mine, sizeof mine, "%s", name);
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm);
+    if (ok)
+        MPI_Allgather(mine, SF_COMM_HOST_MAX, MPI_CHAR, c->hosts,
+                      SF_COMM_HOST_MAX, MPI_CHAR, comm);
+    if (!ok && c) {
+        free(c->hosts);
+        free(c);
+        c = NULL;
+    }
     return c;
 }
 
@@ -296,6 +321,47 @@ int sf_comm_set_timeout(SfComm *c, double seconds)
     return 0;
 }
 
+const char *sf_comm_host(const SfComm *c, int rank) { return c->hosts[rank]; }
+
+int sf_comm_describe_hosts(const SfComm *c, char *buf, size_t n)
+{
+    int nhosts = 0;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int r = 0; r < c->size; r++) {
+        int seen = 0;
+        for (int q = 0; q < r && !seen; q++)
+            seen = !strcmp(c->hosts[q], c->hosts[r]);
+        if (seen)
+            continue;
+        nhosts++;
+        /* This host's ranks, consecutive ones as a range: "ranks 0-1, 4". */
+        int count = 0;
+        for (int q = r; q < c->size; q++)
+            count += !strcmp(c->hosts[q], c->hosts[r]);
+        used += (size_t)snprintf(buf + used, used < n ? n - used : 0, "%s%s (rank%s",
+                                 nhosts > 1 ? ", " : "", c->hosts[r],
+                                 count > 1 ? "s" : "");
+        for (int q = r, first = 1; q < c->size; q++) {
+            if (strcmp(c->hosts[q], c->hosts[r]))
+                continue;
+            int last = q;
+            while (last + 1 < c->size && !strcmp(c->hosts[last + 1], c->hosts[r]))
+                last++;
+            if (last > q)
+                used += (size_t)snprintf(buf + used, used < n ? n - used : 0,
+                                         "%s %d-%d", first ? "" : ",", q, last);
+            else
+                used += (size_t)snprintf(buf + used, used < n ? n - used : 0,
+                                         "%s %d", first ? "" : ",", q);
+            first = 0;
+            q = last;
+        }
+        used += (size_t)snprintf(buf + used, used < n ? n - used : 0, ")");
+    }
+    return nhosts;
+}
+
 void sf_comm_set_position(SfComm *c, int64_t epoch, int64_t step)
 {
     atomic_store_explicit(&c->epoch, epoch, memory_order_relaxed);
@@ -315,6 +381,7 @@ void sf_comm_free(SfComm *c)
         MPI_Comm_free(&c->comm);
     if (c->owns_mpi)
         MPI_Finalize();
+    free(c->hosts);
     free(c);
 }
 
@@ -331,6 +398,21 @@ int sf_comm_agree(SfComm *c, int status, int *first_rank)
     if (first_rank)
         *first_rank = out.value ? out.rank : -1;
     return out.value;
+}
+
+int sf_comm_agree_error(SfComm *c, int failed, int name_rank, SfError *err)
+{
+    int first = -1;
+    int status = sf_comm_agree(c, failed ? (err->code ? err->code : 1) : 0, &first);
+    if (!status)
+        return 0;
+    if (c->rank != first) {
+        err->code = status;
+        err->msg[0] = '\0';
+    } else if (name_rank && c->size > 1) {
+        sf_error_prefix(err, "rank %d: ", c->rank);
+    }
+    return status;
 }
 
 void sf_comm_bcast_i64(SfComm *c, int64_t *buf, int64_t n, int root)

@@ -423,6 +423,8 @@ static void find_fd(SfDataset *ds)
     Array *arrays[2] = {&ds->features, &ds->labels};
     for (int k = 0; k < 2; k++) {
         Array *a = arrays[k];
+        if (a->id < 0)
+            continue;
         if (ds->fd < 0 || a->offset > ds->size ||
             (uint64_t)ds->info.rows * a->row_bytes >
                 (uint64_t)(ds->size - a->offset))
@@ -446,9 +448,10 @@ static SfDataset *open_locked(const char *path, const char *features,
     if (ds->file < 0 ||
         open_array(ds->file, path, features, &ds->features, &info->features,
                    err) < 0 ||
-        open_array(ds->file, path, labels, &ds->labels, &info->labels, err) < 0)
+        (labels && open_array(ds->file, path, labels, &ds->labels,
+                              &info->labels, err) < 0))
         goto fail;
-    if (info->features.dims[0] != info->labels.dims[0]) {
+    if (labels && info->features.dims[0] != info->labels.dims[0]) {
         sf_error_set(err, SF_EXIT_INPUT, "'%s': features '%s' have %lld rows "
                      "but labels '%s' have %lld", path, features,
                      (long long)info->features.dims[0], labels,
@@ -457,8 +460,8 @@ static SfDataset *open_locked(const char *path, const char *features,
     }
     info->rows = info->features.dims[0];
     info->feature_size = row_elems(&info->features);
-    info->label_width = row_elems(&info->labels);
-    if (info->feature_size == 0 || info->label_width == 0) {
+    info->label_width = labels ? row_elems(&info->labels) : 0;
+    if (info->feature_size == 0 || (labels && info->label_width == 0)) {
         sf_error_set(err, SF_EXIT_INPUT, "'%s': '%s' has empty rows", path,
                      info->feature_size ? labels : features);
         goto fail;
@@ -491,12 +494,13 @@ static int open_in_child(void *arg, SfError *err)
     size_t frow = (size_t)info->feature_size *
                   sf_dtype_size(info->features.dtype);
     void *row = malloc(frow);
-    float *y = malloc((size_t)info->label_width * sizeof *y);
+    float *y = malloc((size_t)(info->label_width + 1) * sizeof *y);
     for (int k = 0; k < 2 && row && y; k++) {
         SfError ignored = {0};
         int64_t at = k ? info->rows - 1 : 0;
         sf_dataset_read_features(ds, at, 1, row, &ignored);
-        sf_dataset_read_target_labels(ds, at, 1, y, &ignored);
+        if (a->labels)
+            sf_dataset_read_target_labels(ds, at, 1, y, &ignored);
     }
     free(row);
     free(y);
@@ -803,6 +807,17 @@ static int read_features(SfDataset *ds, const Rows *r, void *buf, SfError *err)
     return rc;
 }
 
+/* A dataset opened without labels (predict) has none to read: a caller's
+ * bug, not the file's. */
+static int no_labels(const SfDataset *ds, SfError *err)
+{
+    if (ds->labels.id >= 0)
+        return 0;
+    sf_error_set(err, SF_EXIT_FAILURE, "'%s' was opened without labels",
+                 ds->path);
+    return -1;
+}
+
 /* Class ids are read as int64, so a value that does not fit int32 is
  * reported rather than clipped by HDF5's conversion. */
 static int read_class_labels(SfDataset *ds, const Rows *r, int32_t *out,
@@ -810,6 +825,8 @@ static int read_class_labels(SfDataset *ds, const Rows *r, int32_t *out,
 {
     const SfArrayInfo *l = &ds->info.labels;
     char shape[256];
+    if (no_labels(ds, err))
+        return -1;
     if (sf_dtype_is_float(l->dtype) || ds->info.label_width != 1) {
         sf_error_set(err, SF_EXIT_INPUT, "'%s': labels '%s' are %s %s; class "
                      "ids need an integer dataset of shape (N,) or (N, 1)",
@@ -844,6 +861,8 @@ static int read_class_labels(SfDataset *ds, const Rows *r, int32_t *out,
 static int read_target_labels(SfDataset *ds, const Rows *r, float *out,
                               SfError *err)
 {
+    if (no_labels(ds, err))
+        return -1;
     sf_h5_lock();
     int rc = read_rows(ds, &ds->labels, &ds->info.labels, H5T_NATIVE_FLOAT, r,
                        out, err);

@@ -100,7 +100,8 @@ static int load_rows(SfLoader *l, SfDataset *ds, SfError *err)
     if (sf_dataset_read_features(ds, first, l->held_len, l->feat, err) ||
         check_finite(l, first, err))
         return -1;
-    return l->classes
+    return !l->lwidth ? 0
+           : l->classes
                ? sf_dataset_read_class_labels(ds, first, l->held_len,
                                               (int32_t *)l->lab, err)
                : sf_dataset_read_target_labels(ds, first, l->held_len,
@@ -125,7 +126,8 @@ static int read_range(SfLoader *l, int64_t first, int64_t n, SfError *err)
     first += l->row0;
     if (sf_dataset_read_features(l->ds, first, n, l->bfeat, err))
         return -1;
-    return l->classes
+    return !l->lwidth ? 0
+           : l->classes
                ? sf_dataset_read_class_labels(l->ds, first, n,
                                               (int32_t *)l->blab, err)
                : sf_dataset_read_target_labels(l->ds, first, n,
@@ -158,8 +160,8 @@ SfLoader *sf_loader_open(const SfLoaderSpec *spec, SfComm *comm, SfError *err)
     l->fsize = info->feature_size;
     l->dtype = info->features.dtype;
     l->frow = (size_t)l->fsize * sf_dtype_size(l->dtype);
-    l->classes = !sf_dtype_is_float(info->labels.dtype);
-    l->lwidth = l->classes ? 1 : info->label_width;
+    l->classes = spec->labels && !sf_dtype_is_float(info->labels.dtype);
+    l->lwidth = !spec->labels ? 0 : l->classes ? 1 : info->label_width;
     l->lrow = (size_t)l->lwidth * 4; /* int32 or float32 */
     l->scale = spec->scale;
     l->offset = spec->offset;
@@ -259,6 +261,30 @@ int sf_loader_check_classes(const SfLoader *l, int64_t classes, SfError *err)
     return rc;
 }
 
+int sf_loader_check_targets(const SfLoader *l, int64_t outputs, SfLossKind loss,
+                            const char *key, const char *dataset, SfError *err)
+{
+    if (l->classes) {
+        if (sf_loader_check_classes(l, outputs, err) == 0)
+            return 0;
+        sf_error_prefix(err, "%s '%s': ", key, dataset);
+        return -1;
+    }
+    if (loss == SF_LOSS_CROSS_ENTROPY) {
+        sf_error_set(err, SF_EXIT_INPUT, "%s holds float targets, but "
+                     "model.loss = cross_entropy needs integer class ids "
+                     "(use loss = mse for regression)", key);
+        return -1;
+    }
+    if (l->lwidth != outputs) {
+        sf_error_set(err, SF_EXIT_INPUT, "%s has %lld targets per row, but the "
+                     "last dense layer has %lld units", key,
+                     (long long)l->lwidth, (long long)outputs);
+        return -1;
+    }
+    return 0;
+}
+
 int sf_loader_reserve(SfLoader *l, int64_t max_count, SfError *err)
 {
     if (l->kind == SF_LOADER_STREAM) {
@@ -296,7 +322,7 @@ static void unpack_row(const SfLoader *l, const unsigned char *frow,
                       x + j * l->fsize);
     if (l->classes)
         memcpy(classes + j, lrow, sizeof(int32_t));
-    else
+    else if (l->lwidth)
         memcpy(values + j * l->lwidth, lrow, l->lrow);
 }
 

@@ -60,10 +60,11 @@ static int read_batch(SfStream *s)
     for (int64_t k = 0; k < n; k++)
         s->rows[k] = s->order[k].row;
     if (sf_dataset_read_feature_rows(s->ds, s->rows, n, s->sfeat, &s->err) ||
-        (s->classes ? sf_dataset_read_class_label_rows(s->ds, s->rows, n,
-                                                       (int32_t *)s->slab, &s->err)
-                    : sf_dataset_read_target_label_rows(s->ds, s->rows, n,
-                                                        (float *)s->slab, &s->err)))
+        (s->lrow && (s->classes
+                     ? sf_dataset_read_class_label_rows(s->ds, s->rows, n,
+                                                        (int32_t *)s->slab, &s->err)
+                     : sf_dataset_read_target_label_rows(s->ds, s->rows, n,
+                                                         (float *)s->slab, &s->err))))
         return -1;
     for (int64_t k = 0; k < n; k++) {
         size_t p = (size_t)s->order[k].pos;
@@ -118,7 +119,8 @@ SfStream *sf_stream_create(SfDataset *ds, int64_t row0, int classes,
     s->cap = cap;
     s->classes = classes;
     s->frow = (size_t)info->feature_size * sf_dtype_size(info->features.dtype);
-    s->lrow = (size_t)(classes ? 1 : info->label_width) * 4; /* int32 or float32 */
+    /* int32 or float32; none when the set was opened without labels */
+    s->lrow = (size_t)(classes ? 1 : info->label_width) * 4;
     size_t rows = (size_t)cap + 1;
     s->want = malloc(rows * sizeof *s->want);
     s->order = malloc(rows * sizeof *s->order);

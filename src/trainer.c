@@ -66,33 +66,6 @@ static int open_data(SfTrainer *t, SfError *err)
     return t->val ? 0 : -1;
 }
 
-/* Labels must suit the loss and the model's output width. */
-static int check_labels(SfTrainer *t, SfLoader *l, const char *key,
-                        const char *dataset, SfError *err)
-{
-    const SfConfig *c = t->cfg;
-    int64_t k = sf_model_output_width(t->model);
-    if (sf_loader_has_classes(l)) {
-        if (sf_loader_check_classes(l, k, err) == 0)
-            return 0;
-        sf_error_prefix(err, "%s '%s': ", key, dataset);
-        return -1;
-    }
-    if (c->model.loss == SF_LOSS_CROSS_ENTROPY) {
-        sf_error_set(err, SF_EXIT_INPUT, "%s holds float targets, but "
-                     "model.loss = cross_entropy needs integer class ids "
-                     "(use loss = mse for regression)", key);
-        return -1;
-    }
-    if (sf_loader_label_width(l) != k) {
-        sf_error_set(err, SF_EXIT_INPUT, "%s has %lld targets per row, but the "
-                     "last dense layer has %lld units", key,
-                     (long long)sf_loader_label_width(l), (long long)k);
-        return -1;
-    }
-    return 0;
-}
-
 /* Works out the batch plan from N, B, P and micro_batch. */
 static int plan(SfTrainer *t, SfError *err)
 {
@@ -119,7 +92,7 @@ static int plan(SfTrainer *t, SfError *err)
 
 /* Scratch for one slice (or one evaluation chunk) of inputs and targets.
  * Targets take at most output-width floats per row, whichever set they come
- * from (check_labels has made sure of that). */
+ * from (sf_loader_check_targets has made sure of that). */
 static int allocate_buffers(SfTrainer *t, SfError *err)
 {
     int64_t rows = t->slice_max > t->eval_rows ? t->slice_max : t->eval_rows;
@@ -157,9 +130,13 @@ static int setup_local(SfTrainer *t, SfError *err)
         return -1;
     /* With validation_split the validation rows are the tail of data.labels. */
     int split = c->data.validation_split > 0.0;
-    if (check_labels(t, t->train, "data.labels", c->data.labels, err) ||
-        (t->val && check_labels(t, t->val, split ? "data.labels" : "data.val_labels",
-                                split ? c->data.labels : c->data.val_labels, err)))
+    int64_t k = sf_model_output_width(t->model);
+    if (sf_loader_check_targets(t->train, k, c->model.loss, "data.labels",
+                                c->data.labels, err) ||
+        (t->val && sf_loader_check_targets(t->val, k, c->model.loss,
+                                           split ? "data.labels" : "data.val_labels",
+                                           split ? c->data.labels : c->data.val_labels,
+                                           err)))
         return -1;
     if (t->val && sf_shape_size(sf_loader_sample_shape(t->val)) !=
                       sf_shape_size(sf_loader_sample_shape(t->train))) {
@@ -387,22 +364,10 @@ static EpochEnd run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m, SfError *e
     return EPOCH_DONE;
 }
 
-/* Agrees on a local status; keeps the message only on the first failing
- * rank, prefixed with its rank when there are several. */
+/* Agrees on a local status; the message stays on the first failing rank. */
 static int agree(SfTrainer *t, int local, SfError *err)
 {
-    int first = -1;
-    int status = sf_comm_agree(t->comm, local ? (err->code ? err->code : 1) : 0,
-                               &first);
-    if (!status)
-        return 0;
-    if (t->rank != first) {
-        err->code = status;
-        err->msg[0] = '\0';
-    } else if (t->size > 1) {
-        sf_error_prefix(err, "rank %d: ", t->rank);
-    }
-    return status;
+    return sf_comm_agree_error(t->comm, local, 1, err);
 }
 
 static void teardown(SfTrainer *t)

@@ -146,14 +146,10 @@ int sf_trainer_restore(SfTrainer *t, SfError *err)
 {
     static Position pos; /* large path buffer; one restore per process */
     memset(&pos, 0, sizeof pos);
-    int first = -1;
     int local = t->rank == 0 ? read_local(t, &pos, err) : 0;
-    int status = sf_comm_agree(t->comm, local ? (err->code ? err->code : 1) : 0, &first);
-    if (status) {
-        if (t->rank != first)
-            err->code = status, err->msg[0] = '\0';
+    int status = sf_comm_agree_error(t->comm, local, 0, err);
+    if (status)
         return status;
-    }
     broadcast(t, &pos);
     if (pos.found)
         apply(t, &pos);
@@ -240,11 +236,8 @@ int sf_trainer_save(SfTrainer *t, int64_t epoch, int epoch_end, SfError *err)
              (long long)t->step);
     if (sf_trainer_check_replicas(t, when, err))
         return err->code;
-    int first = -1;
     int local = t->rank == 0 ? save_local(t, epoch, epoch_end, err) : 0;
-    int status = sf_comm_agree(t->comm, local ? (err->code ? err->code : 1) : 0, &first);
-    if (status && t->rank != first)
-        err->code = status, err->msg[0] = '\0';
+    int status = sf_comm_agree_error(t->comm, local, 0, err);
     /* Everyone knows the name; only rank 0 computed it. */
     sf_comm_bcast_bytes(t->comm, t->last_checkpoint, sizeof t->last_checkpoint, 0);
     return status;

@@ -201,6 +201,12 @@ run train --help; expect train_help 0 "usage: shardfit train CONFIG.ini"
 run eval --help; expect eval_help 0 "usage: shardfit eval --checkpoint"
 run predict -h; expect predict_help 0 "usage: shardfit predict --checkpoint"
 run inspect --help; expect inspect_help 0 "usage: shardfit inspect"
+# Every help text ends its last line (predict's once did not).
+for c in train eval predict convert inspect; do
+    run "$c" --help
+    if [ "$(tail -c 1 "$T/out" | od -An -c | tr -d ' ')" = '\n' ]; then ok "${c}_help_newline"
+    else echo "    '$c --help' does not end with a newline"; fail "${c}_help_newline"; fi
+done
 run inspect; expect inspect_no_file 2 "missing FILE.h5"
 run inspect "$T/a.h5" "$T/a.h5"; expect inspect_two_files 2 "inspect takes one file"
 run inspect "$T/nope.h5"; expect inspect_missing 2 "'$T/nope.h5': cannot open: No such file or directory"

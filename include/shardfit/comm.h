@@ -12,10 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shardfit/error.h"
+
 typedef struct SfComm SfComm;
 
 /* Starts MPI (once per process) and returns the world. Works without mpirun
- * (a singleton of one rank). NULL only if MPI cannot start. */
+ * (a singleton of one rank). NULL only if MPI cannot start (or, on every
+ * rank alike, no memory for the handle). */
 SfComm *sf_comm_init(int *argc, char ***argv);
 
 /* A one-rank communicator of this process alone (MPI_COMM_SELF): lets tests
@@ -41,6 +44,21 @@ void sf_comm_set_position(SfComm *c, int64_t epoch, int64_t step);
  * one mpirun). NULL for ranks that pass a negative color. */
 SfComm *sf_comm_split(SfComm *c, int color);
 
+/* Host names are kept to this many bytes, the terminating NUL included. */
+#define SF_COMM_HOST_MAX 64
+
+/* The host rank runs on, as MPI_Get_processor_name reports it (truncated to
+ * SF_COMM_HOST_MAX - 1 bytes); gathered once when the handle was made, so
+ * the watchdog can name the host of a rank that does not answer. Not
+ * collective. */
+const char *sf_comm_host(const SfComm *c, int rank);
+
+/* Writes which ranks run on which host, hosts in order of their lowest rank
+ * and consecutive ranks as ranges ("sfh1 (ranks 0-1), sfh2 (rank 2)"), into
+ * buf (n bytes, truncated to fit). Returns the number of hosts. Not
+ * collective. */
+int sf_comm_describe_hosts(const SfComm *c, char *buf, size_t n);
+
 /* Frees a handle; the world's free also finalizes MPI. NULL is fine. */
 void sf_comm_free(SfComm *c);
 
@@ -51,6 +69,15 @@ int sf_comm_size(const SfComm *c);
  * worse), and the lowest rank that reported it (-1 if all are 0). Used to
  * agree before acting on a local error, so no rank exits alone. */
 int sf_comm_agree(SfComm *c, int status, int *first_rank);
+
+/* "Agree, then report once", for a local failure that every rank must act
+ * on together: failed says whether this rank failed (err then says how).
+ * Returns the worst status over the ranks, 0 when none failed. On the
+ * lowest failing rank err keeps its message, prefixed "rank R: " when
+ * name_rank is set and the job has several ranks; on every other rank
+ * err->code is the agreed status and err->msg is empty. So the caller
+ * prints err when err->msg is set, and exactly one rank does. */
+int sf_comm_agree_error(SfComm *c, int failed, int name_rank, SfError *err);
 
 void sf_comm_bcast_i64(SfComm *c, int64_t *buf, int64_t n, int root);
 void sf_comm_bcast_f32(SfComm *c, float *buf, int64_t n, int root);

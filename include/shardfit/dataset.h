@@ -65,7 +65,8 @@ typedef struct SfDataset SfDataset;
  * the first and last rows, are first read in a forked child (src/h5guard.h):
  * a file that crashes or hangs HDF5 fails the open (exit 2, "'x.h5': the
  * HDF5 library crashed reading this file ..."). So do sf_dataset_visit and
- * sf_dataset_visit_attrs. */
+ * sf_dataset_visit_attrs. labels may be NULL (features only, for predict):
+ * label_width is then 0 and reading labels is an error. */
 SfDataset *sf_dataset_open(const char *path, const char *features,
                            const char *labels, SfError *err);
 void sf_dataset_close(SfDataset *ds); /* NULL is fine */

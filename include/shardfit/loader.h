@@ -27,7 +27,8 @@
 
 typedef struct SfLoaderSpec {
     SfLoaderKind kind;
-    const char *path, *features, *labels; /* HDF5 file and dataset paths */
+    const char *path, *features, *labels; /* HDF5 file and dataset paths;
+                                           * labels NULL: features only */
     const char *what;          /* "data" or "validation", for messages */
     const char *path_key;      /* "data.path" or "data.val_path" */
     int64_t row0, rows;        /* rows < 0: from row0 to the end of the file */
@@ -45,7 +46,8 @@ void sf_loader_free(SfLoader *l); /* NULL is fine */
 
 int64_t sf_loader_rows(const SfLoader *l);          /* N of the set */
 SfShape sf_loader_sample_shape(const SfLoader *l);  /* (c, h, w) per row */
-int64_t sf_loader_label_width(const SfLoader *l);   /* 1 for class ids */
+int64_t sf_loader_label_width(const SfLoader *l);   /* 1 for class ids, 0
+                                                     * without labels */
 
 /* 1 when the labels are integer class ids (held as int32), 0 when they are
  * float targets (held as float32): decided by the stored label type. */
@@ -61,6 +63,14 @@ int sf_loader_reserve(SfLoader *l, int64_t max_count, SfError *err);
  * block's labels from the file for it, so a read error is possible too.
  * Not collective. */
 int sf_loader_check_classes(const SfLoader *l, int64_t classes, SfError *err);
+
+/* Whether the set's labels suit a model with `outputs` outputs trained with
+ * loss: class ids in [0, outputs) for cross_entropy (as check_classes), or
+ * exactly `outputs` float targets per row for mse. train, eval and the
+ * validation set all check through here, so they say the same (exit 2,
+ * naming key, the config key or option, and dataset). Not collective. */
+int sf_loader_check_targets(const SfLoader *l, int64_t outputs, SfLossKind loss,
+                            const char *key, const char *dataset, SfError *err);
 
 /* All ranks pass the same batch, count set-relative sample ids (collective
  * under shard, which exchanges rows; local under replicate and stream).
