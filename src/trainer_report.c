@@ -83,8 +83,18 @@ static void print_regime(const SfTrainer *t)
 
 void sf_trainer_print_start(const SfTrainer *t)
 {
-    if (t->rank != 0 || t->progress.mode == SF_PROGRESS_NONE)
+    if (t->rank != 0)
         return;
+    /* Said even with progress = none when the job spans hosts: when a host
+     * dies, Open MPI's message names the host, and this line its ranks. */
+    char hosts[2048];
+    int nhosts = sf_comm_describe_hosts(t->comm, hosts, sizeof hosts);
+    if (nhosts > 1)
+        printf("shardfit: %d ranks on %d hosts: %s\n", t->size, nhosts, hosts);
+    if (t->progress.mode == SF_PROGRESS_NONE) {
+        fflush(stdout);
+        return;
+    }
     const SfConfig *c = t->cfg;
     char model[512];
     sf_model_describe(t->model, model, sizeof model);

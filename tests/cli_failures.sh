@@ -80,7 +80,7 @@ others=$(for r in 0 1 2; do [ "$r" != "$vrank" ] && printf '%s ' "$r"; done)
 set -- $others
 echo "     (SIGSTOP of rank $vrank of 3, comm.timeout 3: the job ended after ${took}s, status $status)"
 if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
-   grep -q "rank $1: [a-z ]* at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s; .*rank $vrank did not answer (stopped, hung or dead)" "$tmp/out" &&
+   grep -q "rank $1 ([^)]*): [a-z ]* at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s; .*rank $vrank ([^)]*) did not answer (stopped, hung or dead" "$tmp/out" &&
    [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] && intact
 then ok "a stopped rank ends the job after comm.timeout, named; earlier checkpoints intact"; else bad "a stopped rank ends the job after comm.timeout, named"; fi
 
