@@ -62,7 +62,12 @@ $(BUILD)/tests/%.o: tests/%.c
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testutil.o $(BUILD)/libshardfit.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(PKG_LIBS) $(LDLIBS)
 
+# What the tests start for real: network-namespace hosts (iproute2, ping),
+# a one-node Slurm cluster, h5py for comparing checkpoints.
+TEST_DEPS := iproute2 iputils-ping python3-h5py python3-numpy slurm-wlm munge
+
 test: deps
+	@scripts/install-deps.sh $(TEST_DEPS)
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) tests/run-all.sh
 
