@@ -27,7 +27,8 @@
 #   Open MPI's daemons, so mpirun notices within seconds a host whose link is
 #   gone instead of waiting minutes; the root flags; one BLAS thread per rank.
 #   Each host has its own host name (a UTS namespace), so ranks report
-#   sfh1, sfh2, ... as their hosts.
+#   sfh1, sfh2, ... as their hosts. Without a placement option (--map-by,
+#   --npernode, --host), ranks go round the hosts: -np 3 is one per host.
 # status: hosts, addresses, link rate, processes inside.
 # down: kills every process inside the hosts and removes them all.
 set -eu
@@ -172,9 +173,10 @@ run_mpirun() {
     slots=$(sed -n 's/.*slots=\([0-9]*\).*/\1/p' "$state_dir/state")
     # How many ranks will run: -np/-n if given, else one per slot (or per
     # host with --npernode 1 / --map-by ppr:1:node).
-    np="" per=""
+    np="" per="" placed=""
     prev=""
     for a in "$@"; do
+        case "$a" in --map-by*|--npernode|-npernode|--host|-host|-H|--hostfile|--rankfile) placed=1 ;; esac
         case "$prev" in -np|-n|--np|-c) np=$a ;; --npernode|-npernode) per=$a ;; esac
         case "$a" in --map-by=ppr:*) per=$(echo "$a" | cut -d: -f2) ;; esac
         [ "$prev" = --map-by ] && case "$a" in ppr:*) per=$(echo "$a" | cut -d: -f2) ;; esac
@@ -182,7 +184,10 @@ run_mpirun() {
     done
     [ -n "$np" ] || np=$((nhosts * ${per:-$slots}))
     extra=""
-    [ "$(id -u)" -eq 0 ] && extra="--allow-run-as-root"
+    # Unless told otherwise, ranks go round the hosts (-np 3 on 3 hosts is
+    # one rank per host), where Open MPI would fill each host's slots first.
+    [ -n "$placed" ] || extra="--map-by node"
+    [ "$(id -u)" -eq 0 ] && extra="$extra --allow-run-as-root"
     [ "$np" -gt "$(nproc)" ] && extra="$extra --mca mpi_yield_when_idle 1"
     for v in CK_FORK ASAN_OPTIONS UBSAN_OPTIONS OPENBLAS_CORETYPE SHARDFIT_FILE_CHECK_TIMEOUT; do
         eval "[ -n \"\${$v+x}\" ]" && extra="$extra -x $v"
