@@ -542,3 +542,13 @@ void sf_comm_gather_f32(SfComm *c, const float *send, int64_t n, float *recv)
     free(counts);
     free(displs);
 }
+
+void sf_comm_library_version(char *buf, size_t n)
+{
+    char lib[MPI_MAX_LIBRARY_VERSION_STRING] = "";
+    int len = 0, major = 0, minor = 0;
+    MPI_Get_library_version(lib, &len);
+    MPI_Get_version(&major, &minor);
+    lib[strcspn(lib, ",\n")] = '\0'; /* "Open MPI v4.1.4, package: ..." */
+    snprintf(buf, n, "%s (MPI %d.%d)", lib, major, minor);
+}

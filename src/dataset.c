@@ -905,3 +905,10 @@ int sf_dataset_read_target_label_rows(SfDataset *ds, const int64_t *rows,
 {
     return read_target_labels(ds, &(Rows){rows, 0, n}, out, err);
 }
+
+void sf_dataset_library_version(char *buf, size_t n)
+{
+    unsigned major = 0, minor = 0, release = 0;
+    H5get_libversion(&major, &minor, &release);
+    snprintf(buf, n, "HDF5 %u.%u.%u", major, minor, release);
+}

@@ -52,6 +52,16 @@ void sf_layer_blas_threads(int n)
     openblas_set_num_threads(n);
 }
 
+const char *sf_layer_blas_config(void)
+{
+    return openblas_get_config();
+}
+
+const char *sf_layer_blas_core(void)
+{
+    return openblas_get_corename();
+}
+
 /* OpenBLAS 0.3.21 picks its kernels when the library loads, and it maps AMD
  * CPUs with AVX-512 (Zen 4) to its Haswell (AVX2) kernels; the SkylakeX
  * kernels run this trainer's steps about 35% faster there. The choice can

@@ -5,8 +5,7 @@
 
 #include "commands.h"
 #include "shardfit/layer.h"
-
-#define SHARDFIT_VERSION "0.1.0"
+#include "shardfit/version.h"
 
 static const char usage[] =
     "usage:\n"
@@ -35,7 +34,7 @@ int main(int argc, char **argv)
         return SF_EXIT_OK;
     }
     if (!strcmp(cmd, "--version")) {
-        printf("shardfit %s\n", SHARDFIT_VERSION);
+        printf("shardfit %s\n", SF_VERSION);
         return SF_EXIT_OK;
     }
     if (!strcmp(cmd, "train"))

@@ -574,6 +574,8 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
     finish(&t, res);
     sf_trainer_print_end(&t, res);
 done:
+    if (t.start > 0.0) /* training began: say how it ended */
+        status = sf_trainer_write_summary(&t, res, status, err);
     teardown(&t);
     return status;
 }

@@ -102,4 +102,16 @@ int sf_trainer_replay_history(SfTrainer *t, SfError *err);
 /* Rank 0: the epoch's progress line and metrics record. 0 or -1 with err. */
 int sf_trainer_report_epoch(SfTrainer *t, const SfEpochMetrics *m, SfError *err);
 
+/* trainer_rundir.c: what log.dir says about the run. */
+
+/* Rank 0: writes log.dir/config.ini (the effective config). 0 or -1. */
+int sf_trainer_write_config(const SfTrainer *t, SfError *err);
+
+/* Rank 0, once training has begun, whatever ended it: writes
+ * log.dir/summary.json. Returns the run's exit status: status, or
+ * SF_EXIT_FAILURE with err set when a run that succeeded cannot write it
+ * (a failed run only warns on stderr). Other ranks return status. */
+int sf_trainer_write_summary(SfTrainer *t, const SfTrainResult *res, int status,
+                             SfError *err);
+
 #endif

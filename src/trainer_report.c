@@ -45,6 +45,8 @@ int sf_trainer_open_log(SfTrainer *t, SfError *err)
                      c->log.dir, strerror(errno));
         return -1;
     }
+    if (sf_trainer_write_config(t, err))
+        return -1;
     if (!c->log.metrics[0])
         return 0;
     snprintf(t->metrics_path, sizeof t->metrics_path, "%s/%s", c->log.dir,

@@ -114,6 +114,10 @@ void sf_comm_allgather_u64(SfComm *c, uint64_t value, uint64_t *all);
 int sf_comm_count_drifted(SfComm *c, const void *buf, size_t bytes, int *bad,
                           int max);
 
+/* The MPI library and the standard it implements, e.g. "Open MPI v4.1.4
+ * (MPI 3.1)". Not collective. */
+void sf_comm_library_version(char *buf, size_t n);
+
 /* Ends every rank of the job now with the given exit status (not collective). */
 void sf_comm_abort(SfComm *c, int status);
 

@@ -148,4 +148,7 @@ typedef void (*SfAttrVisitFn)(const char *name, const char *value, void *user);
 int sf_dataset_visit_attrs(const char *path, SfAttrVisitFn fn, void *user,
                            SfError *err);
 
+/* The HDF5 library in use, "HDF5 1.10.8", for a run's summary. */
+void sf_dataset_library_version(char *buf, size_t n);
+
 #endif

@@ -62,6 +62,12 @@ int sf_layer_setup(SfLayer *l, const char *token, SfShape in,
 /* BLAS threads for this process (layer_dense.c is the BLAS gateway). */
 void sf_layer_blas_threads(int n);
 
+/* What a run reports about its BLAS (layer_dense.c): the library's build,
+ * "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64", and the
+ * kernels in use, "SkylakeX". Static strings. */
+const char *sf_layer_blas_config(void);
+const char *sf_layer_blas_core(void);
+
 /* Call first in main: may re-execute the program once with faster BLAS
  * kernels selected (see layer_dense.c). Returns when nothing is to change. */
 void sf_layer_blas_select_kernels(char **argv);
