@@ -1,7 +1,8 @@
 # shardfit: one Makefile, out-of-tree build in build/.
 #   make          build build/shardfit
 #   make test     install what is missing, build, run every test
-#   make run      install what is missing, build, get Fashion-MNIST, train on 2 ranks
+#   make run      install what is missing, build, get Fashion-MNIST, train on 2 ranks,
+#                 draw runs/fashion-mlp/curves.png
 #   make bench    throughput numbers into build/bench.txt
 #   make clean
 #   make SANITIZE=1 ...   AddressSanitizer + UBSan build (in build-asan/)
@@ -64,7 +65,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testutil.o $(BUILD)/libshard
 
 # What the tests start for real: network-namespace hosts (iproute2, ping),
 # a one-node Slurm cluster, h5py for comparing checkpoints.
-TEST_DEPS := iproute2 iputils-ping python3-h5py python3-numpy slurm-wlm munge
+TEST_DEPS := iproute2 iputils-ping python3-h5py python3-numpy slurm-wlm munge \
+             python3-matplotlib python3-torch
 
 test: deps
 	@scripts/install-deps.sh $(TEST_DEPS)
@@ -72,7 +74,7 @@ test: deps
 	@BUILD=$(BUILD) tests/run-all.sh
 
 run: deps
-	@scripts/install-deps.sh dataset-fashion-mnist
+	@scripts/install-deps.sh dataset-fashion-mnist python3-matplotlib
 	@$(MAKE) --no-print-directory $(BUILD)/shardfit
 	@BUILD=$(BUILD) NP=$(NP) scripts/run-fashion.sh
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # `make run`: converts Debian's Fashion-MNIST (package dataset-fashion-mnist)
 # to data/fashion-mnist.h5 once, then trains configs/fashion-mlp.ini on NP
-# local ranks (default 2). Extra arguments go to `shardfit train`, e.g.
+# local ranks (default 2), and draws its learning curves into
+# runs/fashion-mlp/curves.png. Extra arguments go to `shardfit train`, e.g.
 #   scripts/run-fashion.sh --set train.epochs=3
 set -eu
 cd "$(dirname "$0")/.."
@@ -33,5 +34,12 @@ fi
 # `make run` always trains from scratch (checkpoint.resume = never), so it
 # shows a whole run each time; its epoch checkpoints still land in
 # runs/fashion-mlp/ckpt. Pass --set checkpoint.resume=auto to continue one.
-exec scripts/mpirun-local.sh "$NP" "$BUILD/shardfit" train configs/fashion-mlp.ini \
+scripts/mpirun-local.sh "$NP" "$BUILD/shardfit" train configs/fashion-mlp.ini \
     --set checkpoint.resume=never "$@"
+# Then the learning curves, in the run's log.dir (a --set log.dir=... wins).
+dir=runs/fashion-mlp
+for a in "$@"; do
+    case "$a" in log.dir=*) dir=${a#log.dir=} ;; esac
+done
+scripts/plot-curves "$dir" -o "$dir/curves.png" > /dev/null
+echo "run-fashion: learning curves in $dir/curves.png (scripts/plot-curves $dir)"
