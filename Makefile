@@ -64,7 +64,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testutil.o $(BUILD)/libshard
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(PKG_LIBS) $(LDLIBS)
 
 # What the tests start for real: network-namespace hosts (iproute2, ping),
-# a one-node Slurm cluster, h5py for comparing checkpoints.
+# a one-node Slurm cluster, h5py for comparing checkpoints, matplotlib for
+# scripts/plot-curves and PyTorch for the round trip of tests/cli_torch.sh.
 TEST_DEPS := iproute2 iputils-ping python3-h5py python3-numpy slurm-wlm munge \
              python3-matplotlib python3-torch
 
