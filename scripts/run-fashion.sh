@@ -36,8 +36,10 @@ fi
 # runs/fashion-mlp/ckpt. Pass --set checkpoint.resume=auto to continue one.
 scripts/mpirun-local.sh "$NP" "$BUILD/shardfit" train configs/fashion-mlp.ini \
     --set checkpoint.resume=never "$@"
-# Then the learning curves, in the run's log.dir (a --set log.dir=... wins).
-dir=runs/fashion-mlp
+# Then the learning curves, in the run's log.dir: the config's [log] dir,
+# unless a --set log.dir=... says otherwise.
+dir=$(awk '/^\[/ { sec = $1 }
+           sec == "[log]" && $1 == "dir" && $2 == "=" { print $3 }' configs/fashion-mlp.ini)
 for a in "$@"; do
     case "$a" in log.dir=*) dir=${a#log.dir=} ;; esac
 done
