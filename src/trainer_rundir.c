@@ -236,7 +236,8 @@ static char *format_summary(const SfTrainer *t, const SfTrainResult *res,
     put(&b, ",\n  \"samples_per_sec\": ");
     put_number(&b, seconds > 0.0 ? samples / seconds : NAN);
     put(&b, ",\n  \"final\": ");
-    put_metrics(&b, status ? (nh ? &hist[nh - 1] : NULL) : &res->final);
+    /* No epoch ended (a signal during the first): no final metrics. */
+    put_metrics(&b, nh == 0 ? NULL : status ? &hist[nh - 1] : &res->final);
     put(&b, ",\n  \"restored_epoch\": %lld,\n", (long long)res->restored_epoch);
     int64_t best = t->stopper.best_epoch;
     put(&b, "  \"monitor\": \"%s\",\n  \"best_epoch\": ",
