@@ -29,12 +29,16 @@ progress = none
 INI
 
 # start_job NP ARGS...: runs the job in the background; sets job (mpirun's
-# pid) and waits until its ranks are training.
+# pid) and waits until it has written its first epoch checkpoint (up to 60 s:
+# a loaded machine can take long), so that `intact` has one to check.
 start_job() {
     np=$1; shift
+    rm -rf "$tmp/run"
     "$RUN" "$np" "$SF" train "$tmp/c.ini" "$@" > "$tmp/out" 2>&1 &
     job=$!
-    sleep 3
+    t0=$(now)
+    while ! ls "$tmp/run/ckpt" 2>/dev/null | grep -q '^epoch-' && kill -0 "$job" 2>/dev/null &&
+          within "$(elapsed "$t0" "$(now)")" 60; do sleep 0.1; done
 }
 
 # wait_job LIMIT: waits up to LIMIT seconds for the job; sets status, took.
