@@ -4,9 +4,6 @@
 # the job took to end (bounds generous enough for a loaded machine).
 # Ends with "N passed, N failed".
 cd "$(dirname "$0")/.." && . tests/lib.sh
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-within() { awk -v t="$1" -v m="$2" 'BEGIN { exit !(t <= m) }'; }
 
 # A run long enough to interrupt: 20000 rows, 200 epochs.
 add_group "$tmp/d.h5" /train 5 20000
@@ -41,18 +38,6 @@ start_job() {
           within "$(elapsed "$t0" "$(now)")" 60; do sleep 0.1; done
 }
 
-# wait_job LIMIT: waits up to LIMIT seconds for the job; sets status, took.
-wait_job() {
-    t0=$(now)
-    while kill -0 "$job" 2>/dev/null; do
-        if ! within "$(elapsed "$t0" "$(now)")" "$1"; then
-            kill -9 "$job"; status=124; took=$(elapsed "$t0" "$(now)"); return
-        fi
-        sleep 0.1
-    done
-    wait "$job"; status=$?
-    took=$(elapsed "$t0" "$(now)")
-}
 
 # intact: the newest checkpoint the interrupted job wrote still evaluates.
 intact() {

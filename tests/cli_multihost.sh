@@ -10,9 +10,6 @@ cd "$(dirname "$0")/.." && . tests/lib.sh
 NC="$(pwd)/scripts/netns-cluster.sh"
 PY=/usr/bin/python3
 trap '"$NC" down > /dev/null 2>&1; kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-within() { awk -v t="$1" -v m="$2" 'BEGIN { exit !(t <= m) }'; }
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "FAIL multi-host tests need root (network namespaces)"; echo "0 passed, 1 failed"; exit 1
@@ -139,18 +136,6 @@ start_long() {
     t0=$(now)
     while [ -z "$(last_ckpt "$name")" ] && kill -0 "$job" 2>/dev/null &&
           within "$(elapsed "$t0" "$(now)")" 60; do sleep 0.1; done
-}
-# wait_job LIMIT: waits up to LIMIT seconds for the job; sets status, took.
-wait_job() {
-    t0=$(now)
-    while kill -0 "$job" 2>/dev/null; do
-        if ! within "$(elapsed "$t0" "$(now)")" "$1"; then
-            kill -9 "$job"; status=124; took=$(elapsed "$t0" "$(now)"); return
-        fi
-        sleep 0.1
-    done
-    wait "$job"; status=$?
-    took=$(elapsed "$t0" "$(now)")
 }
 # restart NAME HOSTS STEPS: resume=auto on the hosts that remain, up to STEPS,
 # and the same run from the start on 1 local rank, uninterrupted.

@@ -11,9 +11,6 @@ PY=/usr/bin/python3
 SL="$(pwd)/scripts/slurm-local.sh"
 export SLURM_LOCAL_DIR="$tmp/slurm"
 trap '"$SL" down > /dev/null 2>&1; kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-within() { awk -v t="$1" -v m="$2" 'BEGIN { exit !(t <= m) }'; }
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "FAIL Slurm tests need root"; echo "0 passed, 1 failed"; exit 1

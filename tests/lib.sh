@@ -39,3 +39,22 @@ add_group() {
     "$SF" convert csv "$tmp/gen.csv" --label-column label --out "$1" --group "$2" > /dev/null ||
         { echo "cannot make test data $1 $2"; echo "0 passed, 1 failed"; exit 1; }
 }
+
+# Clocks for the tests that time how a job ends.
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+within() { awk -v t="$1" -v m="$2" 'BEGIN { exit !(t <= m) }'; }
+
+# wait_job LIMIT: waits up to LIMIT seconds for the background job whose pid
+# is $job (killing it past that: status 124); sets status and took.
+wait_job() {
+    t0=$(now)
+    while kill -0 "$job" 2>/dev/null; do
+        if ! within "$(elapsed "$t0" "$(now)")" "$1"; then
+            kill -9 "$job"; status=124; took=$(elapsed "$t0" "$(now)"); return
+        fi
+        sleep 0.1
+    done
+    wait "$job"; status=$?
+    took=$(elapsed "$t0" "$(now)")
+}
