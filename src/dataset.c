@@ -59,6 +59,7 @@
 
 #include "h5guard.h"
 #include "h5util.h"
+#include "simd.h"
 
 /* A read of a chunked dataset keeps decompressed chunks in this cache, so
  * row-by-row reads do not inflate a chunk per row: the whole dataset when it
@@ -116,7 +117,8 @@ int sf_dtype_is_float(SfDtype t)
     return t == SF_DTYPE_F32 || t == SF_DTYPE_F64;
 }
 
-/* One tight loop per type, so the compiler can vectorize each. */
+/* One tight loop per type, so the compiler can vectorize each, at the
+ * machine's vector width (simd.h). */
 #define TO_FLOAT(T)                                                   \
     do {                                                              \
         const T *restrict s = src;                                    \
@@ -124,6 +126,7 @@ int sf_dtype_is_float(SfDtype t)
             out[i] = (float)s[i] * scale + offset;                    \
     } while (0)
 
+SF_SIMD_CLONES
 void sf_dtype_to_float(SfDtype t, const void *src, size_t count,
                        float scale, float offset, float *dst)
 {

@@ -8,6 +8,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "simd.h"
+
+/* db (no) += column sums of dout (n, no), row by row: each db[o] adds its
+ * rows in order, so the sum is the same at every vector width. */
+SF_SIMD_CLONES
+static void add_column_sums(const float *restrict dout, float *restrict db,
+                            int64_t n, int64_t no)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t o = 0; o < no; o++)
+            db[o] += dout[i * no + o];
+}
+
 /* in is (n, ni), W is (no, ni), b is (no), out is (n, no). */
 static void dense_forward(const SfLayer *l, const float *in, float *out,
                           int64_t n, const SfPass *pass)
@@ -33,11 +46,7 @@ static void dense_backward(const SfLayer *l, const float *in, const float *out,
         return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)no, (int)ni, (int)n,
                 1.0f, dout, (int)no, in, (int)ni, 1.0f, l->dw, (int)ni);
-    for (int64_t i = 0; i < n; i++) {
-        const float *d = dout + i * no;
-        for (int64_t o = 0; o < no; o++)
-            l->db[o] += d[o];
-    }
+    add_column_sums(dout, l->db, n, no);
     if (din)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)ni,
                     (int)no, 1.0f, dout, (int)no, l->w, (int)ni, 0.0f, din, (int)ni);

@@ -12,17 +12,25 @@ static int64_t argmax(const float *z, int64_t k)
     return best;
 }
 
-/* One row: loss = log(sum exp(z - m)) + m - z[y]; dz = softmax(z) - onehot(y). */
+/* One row: loss = log(sum exp(z - m)) + m - z[y]; dz = softmax(z) - onehot(y).
+ * Softmax and loss in one pass: each exp is taken once and kept (in double,
+ * so dz is rounded once, from the same quotient as computing it afresh). */
+#define CE_KEEP 64
 static double cross_entropy_row(const float *z, int64_t k, int32_t y, float *dz)
 {
     float m = z[argmax(z, k)];
-    double s = 0.0;
-    for (int64_t j = 0; j < k; j++)
-        s += exp((double)(z[j] - m));
+    double e[CE_KEEP], s = 0.0;
+    const int keep = k <= CE_KEEP;
+    for (int64_t j = 0; j < k; j++) {
+        double ej = exp((double)(z[j] - m));
+        if (keep)
+            e[j] = ej;
+        s += ej;
+    }
     double loss = log(s) + (double)m - (double)z[y];
     if (dz) {
         for (int64_t j = 0; j < k; j++)
-            dz[j] = (float)(exp((double)(z[j] - m)) / s);
+            dz[j] = (float)((keep ? e[j] : exp((double)(z[j] - m))) / s);
         dz[y] -= 1.0f;
     }
     return loss;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "simd.h"
+
 struct SfOptim {
     SfOptimKind kind;
     float momentum, weight_decay, beta1, beta2, eps;
@@ -47,62 +49,105 @@ void sf_optim_free(SfOptim *o)
     free(o);
 }
 
-/* The update loops also sum d * 0: zero for finite d, NaN once any value is
- * infinite or NaN. It vectorizes, unlike isfinite, and so costs nothing in
- * these memory-bound loops. */
-static float sgd_step(SfOptim *o, float *p, const float *g, float scale, float lr)
+/* Each update is one pass over the flat blocks, cloned per vector width
+ * (simd.h). The non-finite check rides along: a float is infinite or NaN
+ * when its exponent bits are all ones, and OR-ing those tests is an integer
+ * reduction the compiler vectorizes (a float sum, or isfinite, would keep
+ * the loop scalar). Returns nonzero when any checked value was not finite. */
+static inline uint32_t nonfinite(float x)
 {
-    const float m = o->momentum, wd = o->weight_decay;
-    float *v = o->a, bad = 0.0f;
-    if (!v) {
-        for (int64_t i = 0; i < o->n; i++) {
-            float d = g[i] * scale + wd * p[i];
-            bad += d * 0.0f;
-            p[i] -= lr * d;
-        }
-        return bad;
-    }
-    for (int64_t i = 0; i < o->n; i++) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+/* p -= lr * (g*scale + wd*p); checks the step d. */
+SF_SIMD_CLONES
+static uint32_t sgd_plain(float *restrict p, const float *restrict g, int64_t n,
+                          float scale, float wd, float lr)
+{
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
         float d = g[i] * scale + wd * p[i];
-        v[i] = m * v[i] + d;
-        d = o->nesterov ? d + m * v[i] : v[i];
-        bad += d * 0.0f;
+        bad |= nonfinite(d);
         p[i] -= lr * d;
     }
     return bad;
 }
 
-static float adam_step(SfOptim *o, float *p, const float *g, float scale,
-                       double lr, int decoupled)
+/* v = m*v + d; p -= lr * (nesterov ? d + m*v : v); checks the step. */
+SF_SIMD_CLONES
+static uint32_t sgd_momentum(float *restrict p, float *restrict v,
+                             const float *restrict g, int64_t n, float scale,
+                             float wd, float lr, float m, int nesterov)
 {
-    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
-    const float wd = decoupled ? 0.0f : o->weight_decay;
-    const float decay = decoupled ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
-    const double t = (double)o->t;
-    const float step_size = (float)(lr / (1.0 - pow(b1, t)));
-    const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
-    float *restrict m = o->a, *restrict v = o->b, *restrict w = p;
-    const float *restrict gr = g;
-    float bad = 0.0f;
-    for (int64_t i = 0; i < o->n; i++) {
+    uint32_t bad = 0;
+    if (nesterov) {
+        for (int64_t i = 0; i < n; i++) {
+            float d = g[i] * scale + wd * p[i];
+            v[i] = m * v[i] + d;
+            d = d + m * v[i];
+            bad |= nonfinite(d);
+            p[i] -= lr * d;
+        }
+        return bad;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i] * scale + wd * p[i];
+        v[i] = m * v[i] + d;
+        bad |= nonfinite(v[i]);
+        p[i] -= lr * v[i];
+    }
+    return bad;
+}
+
+static uint32_t sgd_step(SfOptim *o, float *p, const float *g, float scale, float lr)
+{
+    if (!o->a)
+        return sgd_plain(p, g, o->n, scale, o->weight_decay, lr);
+    return sgd_momentum(p, o->a, g, o->n, scale, o->weight_decay, lr,
+                        o->momentum, o->nesterov);
+}
+
+/* The Adam/AdamW update of optim.h; checks the updated weights. */
+SF_SIMD_CLONES
+static uint32_t adam_kernel(float *restrict w, float *restrict m, float *restrict v,
+                            const float *restrict gr, int64_t n, float scale,
+                            float wd, float decay, float b1, float b2, float eps,
+                            float step_size, float bc2_sqrt)
+{
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
         w[i] *= decay;
         float gi = gr[i] * scale + wd * w[i];
         m[i] = b1 * m[i] + (1.0f - b1) * gi;
         v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
         w[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
-        bad += w[i] * 0.0f;
+        bad |= nonfinite(w[i]);
     }
     return bad;
+}
+
+static uint32_t adam_step(SfOptim *o, float *p, const float *g, float scale,
+                          double lr, int decoupled)
+{
+    const float wd = decoupled ? 0.0f : o->weight_decay;
+    const float decay = decoupled ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
+    const double t = (double)o->t;
+    const float step_size = (float)(lr / (1.0 - pow(o->beta1, t)));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, t));
+    return adam_kernel(p, o->a, o->b, g, o->n, scale, wd, decay, o->beta1,
+                       o->beta2, o->eps, step_size, bc2_sqrt);
 }
 
 int sf_optim_step(SfOptim *o, float *params, const float *grads, float scale,
                   double lr)
 {
     o->t++;
-    float bad = o->kind == SF_OPTIM_SGD
-                    ? sgd_step(o, params, grads, scale, (float)lr)
-                    : adam_step(o, params, grads, scale, lr, o->kind == SF_OPTIM_ADAMW);
-    return bad == 0.0f ? 0 : -1;
+    uint32_t bad = o->kind == SF_OPTIM_SGD
+                       ? sgd_step(o, params, grads, scale, (float)lr)
+                       : adam_step(o, params, grads, scale, lr, o->kind == SF_OPTIM_ADAMW);
+    return bad ? -1 : 0;
 }
 
 int64_t sf_optim_steps(const SfOptim *o) { return o->t; }

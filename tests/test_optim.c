@@ -160,6 +160,41 @@ START_TEST(test_schedules_with_partial_batches)
 }
 END_TEST
 
+/* The non-finite check runs inside the vectorized update: an infinite or
+ * NaN gradient anywhere (vector body or scalar tail) fails the step, for
+ * every update rule; finite gradients never do. */
+START_TEST(test_nonfinite_gradient_fails_the_step)
+{
+    enum { N = 37 }; /* not a multiple of any vector width */
+    const float bad_values[] = {INFINITY, -INFINITY, NAN};
+    struct { SfOptimKind kind; double momentum; int nesterov; } rules[] = {
+        {SF_OPTIM_SGD, 0.0, 0}, {SF_OPTIM_SGD, 0.9, 0}, {SF_OPTIM_SGD, 0.9, 1},
+        {SF_OPTIM_ADAM, 0.0, 0}, {SF_OPTIM_ADAMW, 0.0, 0}};
+    for (size_t r = 0; r < sizeof rules / sizeof *rules; r++) {
+        SfConfig c = base_config(rules[r].kind);
+        c.optimizer.momentum = rules[r].momentum;
+        c.optimizer.nesterov = rules[r].nesterov;
+        c.optimizer.weight_decay = 0.01;
+        for (int at = 0; at < N; at += 5) {
+            for (size_t b = 0; b < 3; b++) {
+                SfError err = {0};
+                SfOptim *o = sf_optim_create(&c, N, &err);
+                float p[N], g[N];
+                for (int i = 0; i < N; i++) {
+                    p[i] = 0.5f + 0.01f * (float)i;
+                    g[i] = 0.1f * (float)(i % 7) - 0.3f;
+                }
+                ck_assert_int_eq(sf_optim_step(o, p, g, 0.5f, 0.1), 0);
+                g[at] = bad_values[b];
+                ck_assert_msg(sf_optim_step(o, p, g, 0.5f, 0.1) == -1,
+                              "rule %zu: %g at %d passed", r, (double)g[at], at);
+                sf_optim_free(o);
+            }
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("optim");
@@ -167,6 +202,7 @@ int main(void)
     tcase_add_test(tc, test_sgd_variants);
     tcase_add_test(tc, test_adam_and_adamw_first_steps);
     tcase_add_test(tc, test_clipping);
+    tcase_add_test(tc, test_nonfinite_gradient_fails_the_step);
     tcase_add_test(tc, test_schedule_closed_forms);
     tcase_add_test(tc, test_schedules_with_partial_batches);
     suite_add_tcase(s, tc);
