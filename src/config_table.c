@@ -153,6 +153,9 @@ const ConfigKey config_keys[CONFIG_NKEYS] = {
 
     { "comm", "timeout", KEY_DOUBLE, AT(comm.timeout), "600", GT(0), NULL,
       "seconds a collective may wait before the job is aborted" },
+    { "comm", "bucket_mb", KEY_DOUBLE, AT(comm.bucket_mb), "0", GE(0), NULL,
+      "MiB per gradient bucket, summed while backward goes on; 0: one "
+      "allreduce after backward" },
 
     { "log", "dir", KEY_STRING, AT(log.dir), "runs/default", ANY, NULL,
       "where metrics and traces are written" },

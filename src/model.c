@@ -170,22 +170,31 @@ static const float *forward(SfModel *m, const float *x, int64_t n,
     return in;
 }
 
-SfLossSums sf_model_train_batch(SfModel *m, const float *x, int64_t n,
-                                SfTargets t, const SfPass *pass)
+SfLossSums sf_model_train_batch_hooked(SfModel *m, const float *x, int64_t n,
+                                       SfTargets t, const SfPass *pass,
+                                       const SfGradHook *hook)
 {
     const float *logits = forward(m, x, n, pass);
     float *dout = m->dbuf[0], *din = m->dbuf[1];
     SfLossSums sums = sf_loss_compute(m->loss, logits, n,
                                       sf_model_output_width(m), t, dout);
     for (int i = m->nlayers - 1; i >= 0; i--) {
+        const SfLayer *l = &m->layers[i];
         const float *in = i > 0 ? m->acts[i - 1] : x;
-        m->layers[i].ops->backward(&m->layers[i], in, m->acts[i], dout,
-                                   i > 0 ? din : NULL, n, pass);
+        l->ops->backward(l, in, m->acts[i], dout, i > 0 ? din : NULL, n, pass);
+        if (hook && l->nweight + l->nbias > 0)
+            hook->ready(hook->ctx, l->dw - m->grads, sums);
         float *tmp = dout;
         dout = din;
         din = tmp;
     }
     return sums;
+}
+
+SfLossSums sf_model_train_batch(SfModel *m, const float *x, int64_t n,
+                                SfTargets t, const SfPass *pass)
+{
+    return sf_model_train_batch_hooked(m, x, n, t, pass, NULL);
 }
 
 SfLossSums sf_model_eval_batch(SfModel *m, const float *x, int64_t n,

@@ -170,6 +170,87 @@ static int setup_local(SfTrainer *t, SfError *err)
     return sf_trainer_open_log(t, err);
 }
 
+/* Cuts the gradient block into buckets of about comm.bucket_mb MiB at layer
+ * boundaries, from the last layer back (the order backward finishes them),
+ * and starts the helper thread that sums them. Collective. 0 or -1 with
+ * err. One bucket, or one rank, keeps the blocking allreduce. */
+static int plan_buckets(SfTrainer *t, SfError *err)
+{
+    t->nbuckets = 0;
+    const double mb = t->cfg->comm.bucket_mb;
+    if (mb <= 0.0 || t->size == 1)
+        return 0;
+    const float *g0 = sf_model_grads(t->model);
+    const double cap = mb * 1024.0 * 1024.0 / sizeof(float);
+    int64_t end = sf_model_nparams(t->model);
+    for (int i = sf_model_nlayers(t->model) - 1; i >= 0; i--) {
+        const SfLayer *l = sf_model_layer(t->model, i);
+        int64_t first = l->dw - g0;
+        if (l->nweight + l->nbias == 0)
+            continue;
+        int last_room = t->nbuckets == SF_TRAINER_MAX_BUCKETS - 1;
+        if (first == 0 || (!last_room && (double)(end - first) >= cap)) {
+            t->bucket_first[t->nbuckets++] = first;
+            end = first;
+        }
+    }
+    if (t->nbuckets <= 1) {
+        t->nbuckets = 0;
+        return 0;
+    }
+    if (sf_comm_enable_buckets(t->comm)) {
+        sf_error_set(err, SF_EXIT_FAILURE, "comm.bucket_mb = %g: cannot start "
+                     "the thread that sums gradient buckets", mb);
+        return -1;
+    }
+    return 0;
+}
+
+/* The step's sums after the gradients, in the block's tail (TAIL_*). */
+static void fill_tail(SfTrainer *t, SfLossSums sums, int64_t len, int bad_data)
+{
+    float *tail = sf_model_grads(t->model) + sf_model_nparams(t->model);
+    tail[TAIL_LOSS] = (float)sums.loss;
+    tail[TAIL_CORRECT] = (float)sums.correct;
+    tail[TAIL_COUNT] = (float)len;
+    tail[TAIL_STOP] = sf_signals_pending() ? 1.0f : 0.0f;
+    tail[TAIL_ERROR] = bad_data ? 1.0f : 0.0f;
+}
+
+/* Posts every bucket not yet posted whose gradients all lie at or after
+ * ready (nparams: none yet; 0: all). Bucket 0 carries the tail. */
+static void post_buckets(SfTrainer *t, int64_t ready)
+{
+    const int64_t np = sf_model_nparams(t->model);
+    float *g = sf_model_grads(t->model);
+    while (t->bucket_posted < t->nbuckets &&
+           t->bucket_first[t->bucket_posted] >= ready) {
+        int k = t->bucket_posted++;
+        int64_t first = t->bucket_first[k];
+        int64_t end = k == 0 ? np + SF_MODEL_GRAD_TAIL : t->bucket_first[k - 1];
+        sf_comm_post_sum_f32(t->comm, g + first, end - first);
+    }
+}
+
+/* The last micro-batch's gradient hook: the first call fills the tail
+ * (its loss is known before backward starts), each call posts the buckets
+ * backward has finished. */
+typedef struct {
+    SfTrainer *t;
+    SfLossSums before; /* the earlier micro-batches' sums */
+    int64_t len;
+} BucketHook;
+
+static void bucket_ready(void *ctx, int64_t first, SfLossSums batch)
+{
+    BucketHook *h = ctx;
+    if (h->t->bucket_posted == 0)
+        fill_tail(h->t, (SfLossSums){h->before.loss + batch.loss,
+                                     h->before.correct + batch.correct},
+                  h->len, 0);
+    post_buckets(h->t, first);
+}
+
 /* Rank 0 draws the epoch's order; everyone receives the same. */
 static void draw_permutation(SfTrainer *t, int64_t epoch)
 {
@@ -207,28 +288,41 @@ static int train_step(SfTrainer *t, int64_t s)
     }
     double t1 = sf_clock();
 
-    /* Gradient accumulation: micro-batches add into one gradient block. */
+    /* Gradient accumulation: micro-batches add into one gradient block.
+     * With buckets, the last micro-batch's backward posts each bucket as
+     * its layers finish (last layer first); a rank without samples, or
+     * whose loader failed, posts them all here, so every rank makes the
+     * same collectives. */
     sf_model_zero_grads(t->model);
     SfLossSums sums = {0.0, 0.0};
+    t->bucket_posted = 0;
     for (int64_t j = 0; j < len; j += t->micro) {
         int64_t n = len - j < t->micro ? len - j : t->micro;
         SfTargets tg = {classes ? t->classes + j : NULL,
                         classes ? NULL : t->values + j * lw};
         SfPass pass = {1, t->cfg->train.seed, t->step, t->perm + start + off + j};
-        SfLossSums part = sf_model_train_batch(t->model, t->x + j * fsize, n, tg, &pass);
+        BucketHook bh = {t, sums, len};
+        SfGradHook hook = {bucket_ready, &bh};
+        int last = j + n == len && t->nbuckets > 0;
+        SfLossSums part = sf_model_train_batch_hooked(t->model, t->x + j * fsize, n,
+                                                      tg, &pass, last ? &hook : NULL);
         sums.loss += part.loss;
         sums.correct += part.correct;
     }
     const int64_t np = sf_model_nparams(t->model);
     float *g = sf_model_grads(t->model);
-    g[np + TAIL_LOSS] = (float)sums.loss;
-    g[np + TAIL_CORRECT] = (float)sums.correct;
-    g[np + TAIL_COUNT] = (float)len;
-    g[np + TAIL_STOP] = sf_signals_pending() ? 1.0f : 0.0f;
-    g[np + TAIL_ERROR] = bad_data ? 1.0f : 0.0f;
+    if (t->bucket_posted == 0)
+        fill_tail(t, sums, len, bad_data);
     double t2 = sf_clock();
 
-    sf_comm_allreduce_sum_f32(t->comm, g, np + SF_MODEL_GRAD_TAIL);
+    /* 'allreduce' time is what the step waits for after backward: with
+     * buckets, only the part not hidden behind it. */
+    if (t->nbuckets > 0) {
+        post_buckets(t, 0);
+        sf_comm_wait_sums(t->comm);
+    } else {
+        sf_comm_allreduce_sum_f32(t->comm, g, np + SF_MODEL_GRAD_TAIL);
+    }
     double t3 = sf_clock();
     if (g[np + TAIL_ERROR] > 0.0f)
         return -2;
@@ -507,7 +601,8 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
     int status = agree(&t, setup_local(&t, err), err);
     if (status || (status = sf_trainer_restore(&t, err)))
         goto done;
-    if (agree(&t, sf_trainer_replay_history(&t, err), err)) {
+    if (agree(&t, sf_trainer_replay_history(&t, err), err) ||
+        agree(&t, plan_buckets(&t, err), err)) {
         status = err->code;
         goto done;
     }

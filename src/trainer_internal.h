@@ -28,6 +28,8 @@ enum {
 };
 _Static_assert(TAIL_USED <= SF_MODEL_GRAD_TAIL, "the gradient tail is too short");
 
+#define SF_TRAINER_MAX_BUCKETS 32
+
 typedef struct SfTrainer {
     const SfConfig *cfg;
     SfComm *comm;
@@ -47,6 +49,13 @@ typedef struct SfTrainer {
     /* This epoch so far: allreduced sums, and this rank's phase times. */
     double sum_loss, sum_correct, sum_count;
     double time_data, time_compute, time_allreduce;
+    /* Gradient buckets (comm.bucket_mb > 0 on several ranks): bucket k sums
+     * floats [bucket_first[k], bucket_first[k-1]) of the gradient block
+     * (bucket 0 up to the end of the tail), posted last layer first;
+     * bucket_posted counts this step's posts. nbuckets = 0: one blocking
+     * allreduce after backward. */
+    int nbuckets, bucket_posted;
+    int64_t bucket_first[SF_TRAINER_MAX_BUCKETS];
     SfStopper stopper;
     float *best_params;       /* restore_best: the best epoch's weights */
     float *result_params;     /* handed to SfTrainResult at the end */

@@ -232,13 +232,80 @@ START_TEST(test_micro_batches_match)
     set(&c, "train.micro_batch=7");
     ck_assert_int_eq(train(&c, world, &micro7), 0);
     ck_assert_int_eq(micro1.steps_done, whole.steps_done);
-    /* One gradient allreduce per optimizer step, however many micro-batches. */
+    /* One gradient allreduce per optimizer step, however many micro-batches
+     * (comm.bucket_mb = 0; test_buckets_keep_the_bits counts buckets). */
     ck_assert_int_eq(allreduces, micro1.steps_done);
     ck_assert(rel_diff(micro1.params, whole.params, whole.nparams) < 1e-5);
     ck_assert(rel_diff(micro7.params, whole.params, whole.nparams) < 1e-5);
     sf_train_result_free(&whole);
     sf_train_result_free(&micro1);
     sf_train_result_free(&micro7);
+}
+END_TEST
+
+/* comm.bucket_mb: the gradient travels in buckets summed while backward
+ * goes on, last layer first, the step's tail in the first one posted. Each
+ * float is still the sum of the same P values: bitwise the same weights as
+ * one allreduce on 2 ranks (a + b = b + a). On 3 ranks the non-blocking
+ * sums reduce in another order than the blocking one, so there the buckets
+ * agree with each other bitwise and with bucket_mb = 0 to float rounding.
+ * batch_size = 1 leaves all ranks but one without samples in every step:
+ * they still post every bucket. The model's 371 parameters make 3 buckets
+ * at 0.0001 MiB (26 floats, one per layer), 2 at 0.0006 and 1 (the
+ * blocking allreduce) at 1 MiB. */
+START_TEST(test_buckets_keep_the_bits)
+{
+    const char *sizes[] = {"comm.bucket_mb=0", "comm.bucket_mb=0.0001",
+                           "comm.bucket_mb=0.0006", "comm.bucket_mb=1"};
+    const int64_t nbuckets[] = {1, 3, 2, 1};
+    const int p = sf_comm_size(world);
+    for (int round = 0; round < 2; round++) {
+        SfTrainResult r[4], one = {0};
+        int64_t posts[4];
+        for (int k = 0; k < 4; k++) {
+            SfConfig c = config();
+            if (round == 1) {
+                set(&c, "train.batch_size=1");
+                set(&c, "train.epochs=1");
+            } else {
+                set(&c, "train.micro_batch=3");
+            }
+            set(&c, sizes[k]);
+            int64_t before = sf_comm_allreduce_f32_count(world);
+            ck_assert_int_eq(train(&c, world, &r[k]), 0);
+            posts[k] = sf_comm_allreduce_f32_count(world) - before;
+            if (k == 1 && sf_comm_rank(world) == 0) {
+                SfComm *self = sf_comm_self();
+                ck_assert_int_eq(train(&c, self, &one), 0);
+                sf_comm_free(self);
+            }
+        }
+        int identical = replicas_identical(&r[1]);
+        ck_assert(identical);
+        for (int k = 0; k < 4; k++) {
+            ck_assert_int_eq(r[k].steps_done, r[0].steps_done);
+            ck_assert_msg(posts[k] == r[k].steps_done * (p > 1 ? nbuckets[k] : 1),
+                          "%s: %lld sums for %lld steps", sizes[k],
+                          (long long)posts[k], (long long)r[k].steps_done);
+            int same = memcmp(r[k].params, r[0].params,
+                              (size_t)r[0].nparams * sizeof(float)) == 0;
+            if (p <= 2 || k == 3)
+                ck_assert_msg(same, "round %d: %s changed the weights on %d ranks",
+                              round, sizes[k], p);
+            else
+                ck_assert(rel_diff(r[k].params, r[0].params, r[0].nparams) < 1e-6);
+            ck_assert(r[k].history[0].loss == r[0].history[0].loss || p > 2);
+        }
+        ck_assert(memcmp(r[1].params, r[2].params,
+                         (size_t)r[1].nparams * sizeof(float)) == 0);
+        if (sf_comm_rank(world) == 0) {
+            double d = rel_diff(r[1].params, one.params, one.nparams);
+            ck_assert_msg(d < 1e-5, "buckets, P=%d vs P=1: relative difference %g", p, d);
+        }
+        for (int k = 0; k < 4; k++)
+            sf_train_result_free(&r[k]);
+        sf_train_result_free(&one);
+    }
 }
 END_TEST
 
@@ -506,6 +573,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_same_weights_on_any_rank_count);
     tcase_add_test(tc, test_loaders_give_identical_bits);
     tcase_add_test(tc, test_micro_batches_match);
+    tcase_add_test(tc, test_buckets_keep_the_bits);
     tcase_add_test(tc, test_batch_regimes);
     tcase_add_test(tc, test_full_batch_is_gradient_descent);
     tcase_add_test(tc, test_validation_split_holds_out_the_tail);

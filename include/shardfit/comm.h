@@ -85,9 +85,29 @@ void sf_comm_bcast_f32(SfComm *c, float *buf, int64_t n, int root);
 void sf_comm_bcast_bytes(SfComm *c, void *buf, size_t n, int root);
 void sf_comm_allreduce_sum_f32(SfComm *c, float *buf, int64_t n);  /* in place */
 
-/* How many sum_f32 allreduces c has made: the trainer makes exactly one per
- * optimizer step (gradients, loss and counts together), whatever micro_batch
- * is, and no other. Not collective. */
+/* Non-blocking sums for gradient buckets (comm.bucket_mb). Collective:
+ * starts the helper thread that progresses them (Open MPI runs a
+ * non-blocking collective only while a thread is inside MPI) on a private
+ * duplicate of c. Idempotent; a no-op on one rank or without
+ * MPI_THREAD_MULTIPLE (posts are then summed at once, blocking). 0, or -1
+ * if the thread cannot start. */
+int sf_comm_enable_buckets(SfComm *c);
+
+/* Starts the in-place sum of buf (n floats) over the ranks and returns at
+ * once; buf must stay untouched until sf_comm_wait_sums. Every rank posts
+ * the same sequence of sizes in the same order (a rank with nothing to add
+ * posts zeros). No other collective of c may run between the first post
+ * and the wait; the comm.timeout deadline runs from the first post to the
+ * end of the wait. On one rank it does nothing. */
+void sf_comm_post_sum_f32(SfComm *c, float *buf, int64_t n);
+
+/* Blocks until every posted sum has finished on this rank. */
+void sf_comm_wait_sums(SfComm *c);
+
+/* How many sum_f32 allreduces c has made, blocking or posted: the trainer
+ * makes one per gradient bucket per optimizer step (gradients, loss and
+ * counts together; one in all with comm.bucket_mb = 0), whatever
+ * micro_batch is, and no other. Not collective. */
 int64_t sf_comm_allreduce_f32_count(const SfComm *c);
 void sf_comm_allreduce_sum_f64(SfComm *c, double *buf, int64_t n); /* in place */
 void sf_comm_allreduce_max_f64(SfComm *c, double *buf, int64_t n); /* in place */

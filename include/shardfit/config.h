@@ -91,7 +91,8 @@ typedef struct SfConfig {
         char resume[SF_CONFIG_STR]; /* "auto", "never" or a path */
     } checkpoint;
     struct {
-        double timeout; /* seconds */
+        double timeout;   /* seconds */
+        double bucket_mb; /* MiB per gradient bucket; 0: one allreduce */
     } comm;
     struct {
         char dir[SF_CONFIG_STR];

@@ -48,6 +48,20 @@ const SfLayer *sf_model_layer(const SfModel *m, int i);
 SfLossSums sf_model_train_batch(SfModel *m, const float *x, int64_t n,
                                 SfTargets t, const SfPass *pass);
 
+/* Told during backward, last layer first, each time a layer's parameter
+ * gradients are final for this batch: the gradients [first, nparams) will
+ * not change again in this call. batch holds this batch's loss sums (known
+ * before backward starts). The trainer starts gradient buckets from it. */
+typedef struct SfGradHook {
+    void (*ready)(void *ctx, int64_t first, SfLossSums batch);
+    void *ctx;
+} SfGradHook;
+
+/* sf_model_train_batch, calling hook (NULL: none) as gradients complete. */
+SfLossSums sf_model_train_batch_hooked(SfModel *m, const float *x, int64_t n,
+                                       SfTargets t, const SfPass *pass,
+                                       const SfGradHook *hook);
+
 /* Forward and loss only (dropout off). */
 SfLossSums sf_model_eval_batch(SfModel *m, const float *x, int64_t n,
                                SfTargets t);
