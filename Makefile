@@ -3,7 +3,8 @@
 #   make test     install what is missing, build, run every test
 #   make run      install what is missing, build, get Fashion-MNIST, train on 2 ranks,
 #                 draw runs/fashion-mlp/curves.png
-#   make bench    throughput numbers into build/bench.txt
+#   make bench    step speed against PyTorch and the limit into build/bench.md,
+#                 loader throughput into build/bench.txt
 #   make clean
 #   make SANITIZE=1 ...   AddressSanitizer + UBSan build (in build-asan/)
 
@@ -56,6 +57,12 @@ $(BUILD)/libshardfit.a: $(LIB_OBJ)
 $(BUILD)/shardfit: $(BUILD)/obj/main.o $(BUILD)/libshardfit.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) $(LDLIBS)
 
+# The step's floor for `make bench` (bench/limit.c).
+$(BUILD)/bench_limit: bench/limit.c $(BUILD)/libshardfit.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) $< $(BUILD)/libshardfit.a -o $@ \
+	    $(PKG_LIBS) $(LDLIBS)
+
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(TEST_CFLAGS) -c $< -o $@
@@ -80,8 +87,9 @@ run: deps
 	@BUILD=$(BUILD) NP=$(NP) scripts/run-fashion.sh
 
 bench: deps
-	@scripts/install-deps.sh dataset-fashion-mnist python3-h5py python3-numpy
-	@$(MAKE) --no-print-directory $(BUILD)/shardfit
+	@scripts/install-deps.sh dataset-fashion-mnist python3-h5py python3-numpy python3-torch
+	@$(MAKE) --no-print-directory $(BUILD)/shardfit $(BUILD)/bench_limit
+	@BUILD=$(BUILD) scripts/bench_step.py
 	@BUILD=$(BUILD) scripts/bench.sh
 	@BUILD=$(BUILD) scripts/bench-checkpoint.sh
 

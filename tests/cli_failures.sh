@@ -73,6 +73,20 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
    [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] && intact
 then ok "a stopped rank ends the job after comm.timeout, named; earlier checkpoints intact"; else bad "a stopped rank ends the job after comm.timeout, named"; fi
 
+# The same with gradient buckets (comm.bucket_mb): the deadline covers the
+# non-blocking sums the helper thread progresses, and the roll call still
+# names the stopped rank.
+start_job 2 --set comm.timeout=3 --set comm.bucket_mb=0.1
+victim=$(pgrep -P "$job" shardfit | sed -n 2p)
+vrank=$(tr '\0' '\n' < "/proc/$victim/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+kill -STOP "$victim"
+wait_job 60
+echo "     (SIGSTOP of rank $vrank of 2, comm.bucket_mb 0.1: the job ended after ${took}s, status $status)"
+if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
+   grep -q "rank $((1 - vrank)): allreduce at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s; .*rank $vrank did not answer (stopped, hung or dead)" "$tmp/out" &&
+   [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ]
+then ok "a stopped rank ends a job with gradient buckets after comm.timeout, named"; else bad "a stopped rank ends a job with gradient buckets after comm.timeout, named"; cat "$tmp/out"; fi
+
 # The data file is truncated while the stream loader reads it: every rank
 # stops at the same step, the failing rank's message once, no hang.
 cp "$tmp/d.h5" "$tmp/s.h5"
