@@ -5,8 +5,8 @@ against the step's floor, written to $BUILD/bench.md.
 For each model row (MLP 784-512-256-10 and 784-1024-1024-10 at global batch
 128 on Fashion-MNIST; more with --model) and each round, back to back:
   - shardfit on 1 rank and on 2 ranks (one run per comm.bucket_mb value in
-    BENCH_BUCKETS on 2 ranks), epochs 2 of the training set, no validation,
-    no checkpoints: the second epoch's samples/s and phase seconds;
+    BENCH_BUCKETS on 2 ranks), BENCH_STEPS steps of the first epoch, no
+    validation, no checkpoints: samples/s and phase seconds of those steps;
   - PyTorch 1 process 1 thread, and DDP (gloo) on 2 processes
     (scripts/bench_torch.py, same model, data and batch);
   - the limit (build/bench_limit): the step's sgemm calls alone on 1 rank x
@@ -17,6 +17,7 @@ BLAS thread per process. Ratios are taken within a round, then the median
 over rounds is reported (the machine is shared: absolute figures drift).
 
 Environment: BUILD (build), OPENBLAS_CORETYPE (SkylakeX), BENCH_ROUNDS (3),
+BENCH_STEPS (steps per run, default 400; PyTorch times as many after 20),
 BENCH_BUCKETS (space-separated comm.bucket_mb values for 2 ranks; default
 "0 0.25 1"; "default" leaves the key unset), MPIRUN (a launcher taking mpirun options, e.g.
 "scripts/netns-cluster.sh mpirun"; default scripts/mpirun-local.sh),
@@ -27,6 +28,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -37,6 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("BUILD", "build")
 DATA = "data/fashion-mnist.h5"
 CONFIG = "configs/fashion-mlp.ini"
+STEPS = int(os.environ.get("BENCH_STEPS", "400"))
 MODELS = [("MLP 784-512-256-10", "dense:512 relu dense:256 relu dense:10"),
           ("MLP 784-1024-1024-10", "dense:1024 relu dense:1024 relu dense:10")]
 
@@ -66,12 +69,37 @@ def limit(layers, np_):
     return kv(out.strip().splitlines()[-1])
 
 
+def cpu_of(cmd):
+    """Children's CPU seconds (user + system) spent running cmd."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run(cmd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def shardfit_cpu(layers):
+    """CPU ms per step of one rank (a singleton, no mpirun): the CPU time of
+    STEPS steps minus that of 20, so start-up and loading cancel."""
+    t = []
+    for steps in (STEPS, 20):
+        with tempfile.TemporaryDirectory() as d:
+            t.append(cpu_of([f"{BUILD}/shardfit", "train", CONFIG, "--set",
+                             f"model.layers={layers}", "--set", "log.progress=none",
+                             "--set", f"log.dir={d}", "--set", "checkpoint.every_epochs=0",
+                             "--set", "checkpoint.resume=never", "--set",
+                             f"checkpoint.dir={d}/ckpt", "--set", "data.val_features=",
+                             "--set", "data.val_labels=", "--set", "train.epochs=1",
+                             "--set", f"train.max_steps={steps}"]))
+    return 1e3 * (t[0] - t[1]) / (STEPS - 20)
+
+
 def shardfit(layers, np_, bucket_mb=None):
     with tempfile.TemporaryDirectory() as d:
         sets = {"model.layers": layers, "log.progress": "none", "log.dir": d,
                 "checkpoint.every_epochs": "0", "checkpoint.resume": "never",
                 "checkpoint.dir": d + "/ckpt", "data.val_features": "",
-                "data.val_labels": "", "train.epochs": "2", "data.path": DATA}
+                "data.val_labels": "", "train.epochs": "1", "data.path": DATA,
+                "train.max_steps": str(STEPS)}
         if bucket_mb not in (None, "default"):
             sets["comm.bucket_mb"] = str(bucket_mb)
         cmd = [f"{BUILD}/shardfit", "train", CONFIG]
@@ -89,7 +117,7 @@ def shardfit(layers, np_, bucket_mb=None):
 
 def torch(layers, procs):
     out = run(["/usr/bin/python3", "scripts/bench_torch.py", "--layers", layers,
-               "--data", DATA, "--steps", "300", "--procs", str(procs)])
+               "--data", DATA, "--steps", str(STEPS), "--procs", str(procs)])
     return kv(out.strip().splitlines()[-1])
 
 
@@ -119,6 +147,7 @@ def main():
         for r in range(rounds):
             x = {"lim1": limit(layers, 1), "lim2": limit(layers, 2),
                  "ours1": shardfit(layers, 1)}
+            x["ours1"]["cpu_step_ms"] = shardfit_cpu(layers)
             for b in buckets:
                 x["ours2_" + b] = shardfit(layers, 2, b)
             x["torch1"] = torch(layers, 1)
@@ -162,6 +191,21 @@ def write(path, rows, buckets, rounds):
                  f"{med([a / b for a, b in zip(o2, d2)]):.2f} | "
                  f"{med([a / b for a, b in zip(o1, lim1)]):.2f} | "
                  f"{med([a / b for a, b in zip(o2, lim2)]):.2f} |")
+    L += ["", "## One rank by CPU time per step (robust when other jobs load the machine)", "",
+          "shardfit: CPU time of a singleton run of BENCH_STEPS steps minus one of 20; "
+          "PyTorch: its process CPU time over the timed steps; GEMM: the limit "
+          "program's median wall time (it runs nothing else).", "",
+          "| model | ours ms | PyTorch ms | GEMM ms | ours/PyTorch (speed) | "
+          "ours/limit (speed) | non-GEMM share of ours |",
+          "|---" * 7 + "|"]
+    for name, layers, res in rows:
+        oc = [x["ours1"]["cpu_step_ms"] for x in res]
+        tc = [x["torch1"]["cpu_step_ms"] for x in res]
+        gm = [x["lim1"]["gemm_ms"] for x in res]
+        L.append(f"| {name} | {med(oc):.3f} | {med(tc):.3f} | {med(gm):.3f} | "
+                 f"{med([t / o for o, t in zip(oc, tc)]):.2f} | "
+                 f"{med([g / o for o, g in zip(oc, gm)]):.2f} | "
+                 f"{100 * med([1 - g / o for o, g in zip(oc, gm)]):.0f}% |")
     L += ["", "## shardfit on 2 ranks by comm.bucket_mb (samples/s, median)", "",
           "| model | " + " | ".join(f"bucket_mb {b}" for b in buckets) + " |",
           "|---" * (len(buckets) + 1) + "|"]

@@ -13,8 +13,10 @@ from a per-epoch permutation, features scaled by 1/255 as each batch is
 gathered. --procs 1 is one process; --procs 2 is DistributedDataParallel
 over gloo with each process taking its half of every global batch (as
 shardfit's ranks do). One intra-op thread per process (torch.set_num_threads).
-Prints one line: procs=P samples_per_sec=X step_ms=Y. Timing starts after a
-warm-up of 20 steps.
+Prints one line: procs=P samples_per_sec=X step_ms=Y median_step_ms=Z
+cpu_step_ms=C (rank 0's process CPU time per step: on a machine other jobs
+load, the figure that still compares). Timing starts after a warm-up of 20
+steps.
 """
 import argparse
 import os
@@ -100,11 +102,14 @@ def worker(rank, args, feats, labels):
     perm = torch.randperm(n, generator=gen)
     lo, hi = rank * b // procs, (rank + 1) * b // procs
     total = 20 + args.steps
+    times = []
     for s in range(total):
         if s == 20:
             if procs > 1:
                 dist.barrier()
             t0 = time.perf_counter()
+            c0 = time.process_time()
+        ts = time.perf_counter()
         e, i = divmod(s, steps_per_epoch)
         if i == 0 and s:
             perm = torch.randperm(n, generator=gen)
@@ -115,12 +120,18 @@ def worker(rank, args, feats, labels):
         loss = loss_fn(model(x), y_all[idx])
         loss.backward()
         opt.step()
+        if s >= 20:
+            times.append(time.perf_counter() - ts)
     if procs > 1:
         dist.barrier()
     dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    times.sort()
     if rank == 0:
         print(f"procs={procs} samples_per_sec={args.steps * b / dt:.0f} "
-              f"step_ms={1e3 * dt / args.steps:.4f} loss={loss.item():.4f}", flush=True)
+              f"step_ms={1e3 * dt / args.steps:.4f} "
+              f"median_step_ms={1e3 * times[len(times) // 2]:.4f} "
+              f"cpu_step_ms={1e3 * cpu / args.steps:.4f}", flush=True)
     if procs > 1:
         dist.destroy_process_group()
 

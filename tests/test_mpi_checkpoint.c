@@ -177,10 +177,13 @@ START_TEST(test_resume_from_epoch_is_bitwise_adam)
 END_TEST
 
 /* max_steps stops mid-epoch 2 with a step checkpoint; resuming finishes the
- * epoch from its 6th step and matches a run that never stopped. */
+ * epoch from its 6th step and matches a run that never stopped. Both with
+ * gradient buckets (one per dense layer on several ranks). */
 START_TEST(test_resume_mid_epoch_is_bitwise)
 {
     SfConfig ca = config("mid-straight", "sgd"), cb = config("mid-resumed", "sgd");
+    set(&ca, "comm.bucket_mb=0.0001");
+    set(&cb, "comm.bucket_mb=0.0001");
     set(&ca, "train.epochs=3");
     set(&cb, "train.epochs=3");
     set(&cb, "train.max_steps=15");
