@@ -12,12 +12,13 @@ For each model row (MLP 784-512-256-10 and 784-1024-1024-10 at global batch
   - the limit (build/bench_limit): the step's sgemm calls alone on 1 rank x
     128 rows and on 2 ranks x 64, SGD-momentum's pass over the parameters,
     and MPI_Allreduce of the gradient's bytes on 2 ranks.
-Every side runs with the same OPENBLAS_CORETYPE (default SkylakeX) and one
+Every side runs with the same OPENBLAS_CORETYPE (BENCH_CORETYPE) and one
 BLAS thread per process. Ratios are taken within a round, then the median
 over rounds is reported (the machine is shared: absolute figures drift).
 
-Environment: BUILD (build), OPENBLAS_CORETYPE (SkylakeX), BENCH_ROUNDS (3),
-BENCH_STEPS (steps per run, default 400; PyTorch times as many after 20),
+Environment: BUILD (build), BENCH_CORETYPE (the OPENBLAS_CORETYPE for every
+side, default SkylakeX), BENCH_ROUNDS (3),
+BENCH_STEPS (steps per run, default 400; PyTorch's after 20 warm-up steps),
 BENCH_BUCKETS (space-separated comm.bucket_mb values for 2 ranks; default
 "0 0.25 1"; "default" leaves the key unset), MPIRUN (a launcher taking mpirun options, e.g.
 "scripts/netns-cluster.sh mpirun"; default scripts/mpirun-local.sh),
@@ -131,7 +132,8 @@ def main():
                     help="extra row: 'NAME=LAYERS'")
     ap.add_argument("--out", default=os.path.join(BUILD, "bench.md"))
     args = ap.parse_args()
-    os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
+    # The machine's environment may preset another (this one sets Haswell).
+    os.environ["OPENBLAS_CORETYPE"] = os.environ.get("BENCH_CORETYPE", "SkylakeX")
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     buckets = os.environ.get("BENCH_BUCKETS", "0 0.25 1").split()
@@ -194,7 +196,7 @@ def write(path, rows, buckets, rounds):
     L += ["", "## One rank by CPU time per step (robust when other jobs load the machine)", "",
           "shardfit: CPU time of a singleton run of BENCH_STEPS steps minus one of 20; "
           "PyTorch: its process CPU time over the timed steps; GEMM: the limit "
-          "program's median wall time (it runs nothing else).", "",
+          "program's median thread CPU time.", "",
           "| model | ours ms | PyTorch ms | GEMM ms | ours/PyTorch (speed) | "
           "ours/limit (speed) | non-GEMM share of ours |",
           "|---" * 7 + "|"]
@@ -213,7 +215,7 @@ def write(path, rows, buckets, rounds):
         L.append(f"| {name} | " + " | ".join(
             f"{med([x['ours2_' + b]['sps'] for x in res]):.0f}" for b in buckets) + " |")
     L += ["", "## Step breakdown (ms per step, medians)", "",
-          "GEMM, optimizer and the unhidden allreduce are the limit program's "
+          "GEMM and optimizer (median thread CPU time) and the unhidden allreduce are the limit program's "
           "figures for the same shapes; data, allreduce exposed (waiting after "
           "backward) and the step are shardfit's own (metrics.jsonl); elementwise "
           "is the rest of shardfit's compute time (activations, loss, bias, "

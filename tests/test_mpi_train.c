@@ -226,6 +226,7 @@ START_TEST(test_micro_batches_match)
     SfTrainResult whole, micro1, micro7;
     ck_assert_int_eq(train(&c, world, &whole), 0);
     set(&c, "train.micro_batch=1");
+    set(&c, "comm.bucket_mb=0");
     int64_t before = sf_comm_allreduce_f32_count(world);
     ck_assert_int_eq(train(&c, world, &micro1), 0);
     int64_t allreduces = sf_comm_allreduce_f32_count(world) - before;
