@@ -510,6 +510,11 @@ void sf_comm_wait_sums(SfComm *c)
         pthread_mutex_unlock(&b->mu);
         return;
     }
+    /* A blocking collective between the posts and here (batch statistics
+     * summed during backward) ended the deadline the first post armed:
+     * arm it again, so the wait is never unwatched. */
+    if (atomic_load_explicit(&c->busy_since, memory_order_acquire) == 0)
+        watch_begin(c, OP_ALLREDUCE);
     b->waiting = 1;
     pthread_cond_signal(&b->work);
     while (b->finished < b->posted)
