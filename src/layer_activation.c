@@ -4,6 +4,7 @@
 #include "shardfit/layer.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 static void relu_forward(const SfLayer *l, const float *in, float *out,
@@ -23,8 +24,8 @@ static void relu_backward(const SfLayer *l, const float *in, const float *out,
     (void)pass;
     if (!din)
         return;
-    /* Branch-free, with restrict, so the compiler vectorizes it: a branch
-     * per element cost more than the dense layer's bias work. */
+    /* Branch-free: a branch per element cost more than the dense layer's
+     * bias work. (Whether gcc vectorizes it is for the object code to say.) */
     const float *restrict o = out, *restrict d = dout;
     float *restrict g = din;
     const int64_t m = n * sf_shape_size(l->in);
@@ -94,7 +95,30 @@ static void flatten_backward(const SfLayer *l, const float *in, const float *out
         memcpy(din, dout, (size_t)(n * sf_shape_size(l->in)) * sizeof *din);
 }
 
-const SfLayerOps sf_layer_relu = {"relu", relu_forward, relu_backward};
-const SfLayerOps sf_layer_tanh = {"tanh", tanh_forward, tanh_backward};
-const SfLayerOps sf_layer_sigmoid = {"sigmoid", sigmoid_forward, sigmoid_backward};
-const SfLayerOps sf_layer_flatten = {"flatten", flatten_forward, flatten_backward};
+static int flatten_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
+{
+    if (arg) {
+        snprintf(msg, (size_t)msgsize, "flatten takes no argument");
+        return -1;
+    }
+    l->out = (SfShape){sf_shape_size(l->in), 1, 1};
+    return 0;
+}
+
+const SfLayerOps sf_layer_relu = {
+    .kind = "relu",
+    .forward = relu_forward,
+    .backward = relu_backward};
+const SfLayerOps sf_layer_tanh = {
+    .kind = "tanh",
+    .forward = tanh_forward,
+    .backward = tanh_backward};
+const SfLayerOps sf_layer_sigmoid = {
+    .kind = "sigmoid",
+    .forward = sigmoid_forward,
+    .backward = sigmoid_backward};
+const SfLayerOps sf_layer_flatten = {
+    .kind = "flatten",
+    .setup = flatten_setup,
+    .forward = flatten_forward,
+    .backward = flatten_backward};
