@@ -10,7 +10,7 @@
  *
  * The global statistics cost two small allreduces per layer and step, as
  * PyTorch's SyncBatchNorm: forward sums (count, sum x, sum x^2 per channel,
- * in double), backward sums (sum dy, sum dy*xhat per channel). With
+ * in float within a plane and double across), backward sums (sum dy, sum dy*xhat per channel). With
  * micro-batches the model gathers these sums over its micro-batches first
  * (SfBatchMode, model.c); here a layer only adds, reduces and uses them.
  *
@@ -38,11 +38,13 @@ static void add_forward_sums(const SfLayer *l, const float *in, int64_t n, doubl
     s[0] += (double)(n * HW);
     for (int64_t b = 0; b < n; b++)
         for (int64_t c = 0; c < C; c++) {
+            /* float within one plane (at most a few thousand values, and it
+             * vectorizes), double across planes and ranks */
             const float *x = in + (b * C + c) * HW;
-            double sum = 0.0, sq = 0.0;
+            float sum = 0.0f, sq = 0.0f;
             for (int64_t p = 0; p < HW; p++) {
                 sum += x[p];
-                sq += (double)x[p] * x[p];
+                sq += x[p] * x[p];
             }
             s[1 + c] += sum;
             s[1 + C + c] += sq;
@@ -123,13 +125,14 @@ static void add_backward_sums(const SfLayer *l, const float *in,
     for (int64_t b = 0; b < n; b++)
         for (int64_t c = 0; c < C; c++) {
             const float *x = in + (b * C + c) * HW, *dy = dout + (b * C + c) * HW;
-            double sdy = 0.0, sdyx = 0.0;
+            const float mu = (float)mean[c];
+            float sdy = 0.0f, sdyx = 0.0f;
             for (int64_t p = 0; p < HW; p++) {
                 sdy += dy[p];
-                sdyx += dy[p] * ((x[p] - mean[c]) * invstd[c]);
+                sdyx += dy[p] * (x[p] - mu);
             }
             s[c] += sdy;
-            s[C + c] += sdyx;
+            s[C + c] += (double)sdyx * invstd[c];
         }
 }
 
@@ -163,15 +166,16 @@ static void bn_backward(const SfLayer *l, const float *in, const float *out,
     const double N = l->sums[0];
     const double *mean = l->sums + 1 + 2 * C, *invstd = l->sums + 1 + 3 * C;
     for (int64_t c = 0; c < C; c++) {
+        /* din = k dy - k xhat mdyx - k mdy = k dy - a x - b, in float */
         const double k = invstd[c] * l->w[c];
         const double mdy = g[c] / N, mdyx = g[C + c] / N;
+        const float kf = (float)k, a = (float)(k * invstd[c] * mdyx);
+        const float b0 = (float)(k * mdy - k * invstd[c] * mdyx * mean[c]);
         for (int64_t b = 0; b < n; b++) {
             const float *x = in + (b * C + c) * HW, *dy = dout + (b * C + c) * HW;
             float *dx = din + (b * C + c) * HW;
-            for (int64_t p = 0; p < HW; p++) {
-                double xhat = (x[p] - mean[c]) * invstd[c];
-                dx[p] = (float)(k * (dy[p] - mdy - xhat * mdyx));
-            }
+            for (int64_t p = 0; p < HW; p++)
+                dx[p] = kf * dy[p] - a * x[p] - b0;
         }
     }
 }

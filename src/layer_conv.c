@@ -16,6 +16,19 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The output columns x in [lo, hi) whose input column x*s - pad + j lies
+ * inside [0, W): the rest read the zero padding. */
+static void inside(int64_t W, int64_t OW, int64_t s, int64_t off,
+                   int64_t *lo, int64_t *hi)
+{
+    *lo = off >= 0 ? 0 : (-off + s - 1) / s;
+    *hi = W - off <= 0 ? 0 : (W - off + s - 1) / s;
+    if (*hi > OW)
+        *hi = OW;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
 /* col (K, n*P) from in (n, C, H, W). */
 static void im2col(const SfLayer *l, const float *in, float *col, int64_t n)
 {
@@ -26,6 +39,8 @@ static void im2col(const SfLayer *l, const float *in, float *col, int64_t n)
         for (int64_t i = 0; i < k; i++)
             for (int64_t j = 0; j < k; j++) {
                 float *row = col + ((c * k + i) * k + j) * N;
+                int64_t lo, hi;
+                inside(W, OW, s, j - pad, &lo, &hi);
                 for (int64_t b = 0; b < n; b++) {
                     const float *img = in + (b * C + c) * H * W;
                     float *dst = row + b * P;
@@ -36,11 +51,16 @@ static void im2col(const SfLayer *l, const float *in, float *col, int64_t n)
                             memset(d, 0, (size_t)OW * sizeof *d);
                             continue;
                         }
-                        const float *src = img + iy * W;
-                        for (int64_t x = 0; x < OW; x++) {
-                            const int64_t ix = x * s - pad + j;
-                            d[x] = ix >= 0 && ix < W ? src[ix] : 0.0f;
-                        }
+                        const int64_t base = iy * W + j - pad; /* + x*s >= 0 */
+                        for (int64_t x = 0; x < lo; x++)
+                            d[x] = 0.0f;
+                        if (s == 1)
+                            memcpy(d + lo, img + base + lo, (size_t)(hi - lo) * sizeof *d);
+                        else
+                            for (int64_t x = lo; x < hi; x++)
+                                d[x] = img[base + x * s];
+                        for (int64_t x = hi; x < OW; x++)
+                            d[x] = 0.0f;
                     }
                 }
             }
@@ -57,6 +77,8 @@ static void col2im(const SfLayer *l, const float *col, float *din, int64_t n)
         for (int64_t i = 0; i < k; i++)
             for (int64_t j = 0; j < k; j++) {
                 const float *row = col + ((c * k + i) * k + j) * N;
+                int64_t lo, hi;
+                inside(W, OW, s, j - pad, &lo, &hi);
                 for (int64_t b = 0; b < n; b++) {
                     float *img = din + (b * C + c) * H * W;
                     const float *srcb = row + b * P;
@@ -64,13 +86,10 @@ static void col2im(const SfLayer *l, const float *col, float *din, int64_t n)
                         const int64_t iy = y * s - pad + i;
                         if (iy < 0 || iy >= H)
                             continue;
-                        float *d = img + iy * W;
+                        const int64_t base = iy * W + j - pad; /* + x*s >= 0 */
                         const float *src = srcb + y * OW;
-                        for (int64_t x = 0; x < OW; x++) {
-                            const int64_t ix = x * s - pad + j;
-                            if (ix >= 0 && ix < W)
-                                d[ix] += src[x];
-                        }
+                        for (int64_t x = lo; x < hi; x++)
+                            img[base + x * s] += src[x];
                     }
                 }
             }

@@ -3,67 +3,66 @@
  *
  * Max pooling keeps the first maximum in row-major window order, as
  * PyTorch's CPU kernel (MaxPoolKernel.cpp: `val > max || isnan(val)`), and
- * its gradient goes to that element only. No index is stored: backward
- * scans the window again from the forward input, which finds the same
- * element. */
+ * its gradient goes to that element only: forward keeps its index in the
+ * layer's workspace for the backward of the same pass. */
 #include "shardfit/layer.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Offset in the channel plane of the first maximum of window (y, x). */
-static int64_t argmax(const SfLayer *l, const float *plane, int64_t y, int64_t x)
-{
-    const int64_t W = l->in.w, k = l->k, y0 = y * l->stride, x0 = x * l->stride;
-    int64_t best = y0 * W + x0;
-    float m = plane[best];
-    for (int64_t i = 0; i < k; i++)
-        for (int64_t j = 0; j < k; j++) {
-            const int64_t at = (y0 + i) * W + x0 + j;
-            if (plane[at] > m || isnan(plane[at])) {
-                m = plane[at];
-                best = at;
-                if (isnan(m))
-                    return best;
-            }
-        }
-    return best;
-}
-
-/* in (n, C, H, W), out (n, C, OH, OW). */
+/* in (n, C, H, W), out (n, C, OH, OW); the offset in its plane of each
+ * output's maximum goes to the workspace (int32, one per output) for
+ * backward. The first maximum in row-major order wins (a NaN beats
+ * everything, the last NaN winning, as PyTorch's rule has it). */
 static void maxpool_forward(const SfLayer *l, const float *in, float *out,
                             int64_t n, const SfPass *pass)
 {
     (void)pass;
-    const int64_t planes = n * l->in.c, HW = l->in.h * l->in.w;
-    const int64_t OH = l->out.h, OW = l->out.w;
+    const int64_t planes = n * l->in.c, W = l->in.w, HW = l->in.h * W;
+    const int64_t OH = l->out.h, OW = l->out.w, k = l->k, s = l->stride;
+    int32_t *at = (int32_t *)l->work;
     for (int64_t p = 0; p < planes; p++) {
         const float *plane = in + p * HW;
         float *o = out + p * OH * OW;
+        int32_t *a = at + p * OH * OW;
         for (int64_t y = 0; y < OH; y++)
-            for (int64_t x = 0; x < OW; x++)
-                o[y * OW + x] = plane[argmax(l, plane, y, x)];
+            for (int64_t x = 0; x < OW; x++) {
+                int32_t best = (int32_t)(y * s * W + x * s);
+                float m = plane[best];
+                for (int64_t i = 0; i < k; i++)
+                    for (int64_t j = 0; j < k; j++) {
+                        const int32_t q = (int32_t)((y * s + i) * W + x * s + j);
+                        const float v = plane[q];
+                        const int take = v > m || v != v; /* selects, no branch */
+                        m = take ? v : m;
+                        best = take ? q : best;
+                    }
+                o[y * OW + x] = m;
+                a[y * OW + x] = best;
+            }
     }
 }
 
+/* The gradient goes to each window's kept element only. */
 static void maxpool_backward(const SfLayer *l, const float *in, const float *out,
                              const float *dout, float *din, int64_t n,
                              const SfPass *pass)
 {
+    (void)in;
     (void)out;
     (void)pass;
     if (!din)
         return;
     const int64_t planes = n * l->in.c, HW = l->in.h * l->in.w;
-    const int64_t OH = l->out.h, OW = l->out.w;
+    const int64_t PO = l->out.h * l->out.w;
+    const int32_t *at = (const int32_t *)l->work;
     memset(din, 0, (size_t)(planes * HW) * sizeof *din);
     for (int64_t p = 0; p < planes; p++) {
-        const float *plane = in + p * HW, *d = dout + p * OH * OW;
+        const float *d = dout + p * PO;
+        const int32_t *a = at + p * PO;
         float *g = din + p * HW;
-        for (int64_t y = 0; y < OH; y++)
-            for (int64_t x = 0; x < OW; x++)
-                g[argmax(l, plane, y, x)] += d[y * OW + x];
+        for (int64_t q = 0; q < PO; q++)
+            g[a[q]] += d[q];
     }
 }
 
@@ -136,6 +135,8 @@ static int pool_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
     }
     l->out = (SfShape){l->in.c, (l->in.h - l->k) / l->stride + 1,
                        (l->in.w - l->k) / l->stride + 1};
+    if (l->ops == &sf_layer_maxpool) /* int32 indices, as many as floats */
+        l->work_per_row = sf_shape_size(l->out);
     return 0;
 }
 

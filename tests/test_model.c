@@ -177,6 +177,9 @@ START_TEST(test_maxpool_ties_and_floor_mode)
     ck_assert_int_eq(sf_layer_setup(&l, "maxpool:2", (SfShape){1, 3, 5}, msg,
                                     sizeof msg), 0);
     ck_assert(l.out.c == 1 && l.out.h == 1 && l.out.w == 2);
+    float work[2]; /* what the model would allocate: work_per_row floats */
+    ck_assert_int_eq(l.work_per_row, 2);
+    l.work = work;
     float in[15] = {1, 7, 7, 2, 9,
                     7, 3, 1, 7, 9,
                     9, 9, 9, 9, 9};
