@@ -10,6 +10,34 @@
 #include <stdio.h>
 #include <string.h>
 
+/* 1 when v replaces m as the window's maximum (PyTorch's rule). */
+static inline int beats(float v, float m) { return v > m || v != v; }
+
+/* The common 2x2 stride-2 case, the same rule, one output row at a time
+ * with independent windows (so the selects pipeline instead of chaining
+ * through a loop over the window). */
+static void maxpool_2x2(const float *in, float *out, int32_t *at, int64_t planes,
+                        int64_t H, int64_t W, int64_t OH, int64_t OW)
+{
+    for (int64_t p = 0; p < planes; p++)
+        for (int64_t y = 0; y < OH; y++) {
+            const float *r0 = in + (p * H + 2 * y) * W, *r1 = r0 + W;
+            float *o = out + (p * OH + y) * OW;
+            int32_t *a = at + (p * OH + y) * OW;
+            const int32_t base = (int32_t)(2 * y * W);
+            for (int64_t x = 0; x < OW; x++) {
+                float m = r0[2 * x];
+                int32_t best = base + (int32_t)(2 * x);
+                const float v1 = r0[2 * x + 1], v2 = r1[2 * x], v3 = r1[2 * x + 1];
+                if (beats(v1, m)) { m = v1; best = base + (int32_t)(2 * x + 1); }
+                if (beats(v2, m)) { m = v2; best = base + (int32_t)(W + 2 * x); }
+                if (beats(v3, m)) { m = v3; best = base + (int32_t)(W + 2 * x + 1); }
+                o[x] = m;
+                a[x] = best;
+            }
+        }
+}
+
 /* in (n, C, H, W), out (n, C, OH, OW); the offset in its plane of each
  * output's maximum goes to the workspace (int32, one per output) for
  * backward. The first maximum in row-major order wins (a NaN beats
@@ -21,6 +49,10 @@ static void maxpool_forward(const SfLayer *l, const float *in, float *out,
     const int64_t planes = n * l->in.c, W = l->in.w, HW = l->in.h * W;
     const int64_t OH = l->out.h, OW = l->out.w, k = l->k, s = l->stride;
     int32_t *at = (int32_t *)l->work;
+    if (k == 2 && s == 2) {
+        maxpool_2x2(in, out, at, planes, l->in.h, W, OH, OW);
+        return;
+    }
     for (int64_t p = 0; p < planes; p++) {
         const float *plane = in + p * HW;
         float *o = out + p * OH * OW;
