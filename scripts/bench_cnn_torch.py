@@ -59,8 +59,6 @@ def worker(rank, args, out):
     torch.set_num_threads(1)
     procs = args.procs
     if procs > 1:
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
         dist.init_process_group("gloo", rank=rank, world_size=procs)
     torch.manual_seed(1)
     x, y = load(args.data, "/train")
@@ -117,6 +115,8 @@ def main():
     p.add_argument("--target", type=float, default=0.91)
     p.add_argument("--no-bn", action="store_true")
     args = p.parse_args()
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")  # one port for all ranks
+    os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     if args.procs == 1:
