@@ -5,7 +5,7 @@
 #
 #   scripts/bench-cnn.sh [ROUNDS]        (default 3; BN=0 drops the batchnorms)
 #
-# Every side gets the same OPENBLAS_CORETYPE (SkylakeX unless set) and the
+# Every side gets the same OPENBLAS_CORETYPE (SkylakeX, or CORETYPE) and the
 # same global batch of 128. The four runs alternate ROUNDS times and the
 # table gives each side's median samples/s, so a machine shared with other
 # work slows every side alike; ratios in one file are what to quote.
@@ -19,7 +19,8 @@ BUILD=${BUILD:-build}
 ROUNDS=${1:-3}
 STEPS=${STEPS:-60}
 BN=${BN:-1}
-export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
+# Not ${OPENBLAS_CORETYPE:-...}: this machine's environment presets Haswell.
+export OPENBLAS_CORETYPE=${CORETYPE:-SkylakeX}
 out="$BUILD/bench-cnn.md"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
