@@ -2,15 +2,18 @@
 #   make          build build/shardfit
 #   make test     install what is missing, build, run every test
 #   make run      install what is missing, build, get Fashion-MNIST, train on 2 ranks,
-#                 draw runs/fashion-mlp/curves.png
+#                 draw the run's curves.png (CONFIG=configs/fashion-cnn.ini for
+#                 the CNN; default configs/fashion-mlp.ini)
 #   make bench    step speed against PyTorch and the limit into build/bench.md,
-#                 loader throughput into build/bench.txt
+#                 the CNN's into build/bench-cnn.md, loader throughput into
+#                 build/bench.txt
 #   make clean
 #   make SANITIZE=1 ...   AddressSanitizer + UBSan build (in build-asan/)
 
 PKGS      := ompi-c hdf5-openmpi openblas inih
 TEST_PKGS := check
 NP        ?= 2
+CONFIG    ?= configs/fashion-mlp.ini
 
 ifeq ($(SANITIZE),1)
 BUILD    ?= build-asan
@@ -84,12 +87,13 @@ test: deps
 run: deps
 	@scripts/install-deps.sh dataset-fashion-mnist python3-matplotlib
 	@$(MAKE) --no-print-directory $(BUILD)/shardfit
-	@BUILD=$(BUILD) NP=$(NP) scripts/run-fashion.sh
+	@BUILD=$(BUILD) NP=$(NP) CONFIG=$(CONFIG) scripts/run-fashion.sh
 
 bench: deps
 	@scripts/install-deps.sh dataset-fashion-mnist python3-h5py python3-numpy python3-torch
 	@$(MAKE) --no-print-directory $(BUILD)/shardfit $(BUILD)/bench_limit
 	@BUILD=$(BUILD) scripts/bench_step.py
+	@BUILD=$(BUILD) scripts/bench-cnn.sh
 	@BUILD=$(BUILD) scripts/bench.sh
 	@BUILD=$(BUILD) scripts/bench-checkpoint.sh
 

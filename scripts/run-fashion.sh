@@ -1,13 +1,15 @@
 #!/bin/sh
 # `make run`: converts Debian's Fashion-MNIST (package dataset-fashion-mnist)
-# to data/fashion-mnist.h5 once, then trains configs/fashion-mlp.ini on NP
-# local ranks (default 2), and draws its learning curves into
-# runs/fashion-mlp/curves.png. Extra arguments go to `shardfit train`, e.g.
-#   scripts/run-fashion.sh --set train.epochs=3
+# to data/fashion-mnist.h5 once, then trains CONFIG (default
+# configs/fashion-mlp.ini; configs/fashion-cnn.ini is the CNN) on NP local
+# ranks (default 2), and draws its learning curves into curves.png in the
+# config's [log] dir. Extra arguments go to `shardfit train`, e.g.
+#   CONFIG=configs/fashion-cnn.ini scripts/run-fashion.sh --set train.epochs=3
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 NP=${NP:-2}
+CONFIG=${CONFIG:-configs/fashion-mlp.ini}
 src=/usr/share/datasets/fashion-mnist
 out=data/fashion-mnist.h5
 
@@ -32,14 +34,14 @@ if [ ! -f "$out" ]; then
     trap - EXIT
 fi
 # `make run` always trains from scratch (checkpoint.resume = never), so it
-# shows a whole run each time; its epoch checkpoints still land in
-# runs/fashion-mlp/ckpt. Pass --set checkpoint.resume=auto to continue one.
-scripts/mpirun-local.sh "$NP" "$BUILD/shardfit" train configs/fashion-mlp.ini \
+# shows a whole run each time; its epoch checkpoints still land in the
+# config's checkpoint.dir. Pass --set checkpoint.resume=auto to continue one.
+scripts/mpirun-local.sh "$NP" "$BUILD/shardfit" train "$CONFIG" \
     --set checkpoint.resume=never "$@"
 # Then the learning curves, in the run's log.dir: the config's [log] dir,
 # unless a --set log.dir=... says otherwise.
 dir=$(awk '/^\[/ { sec = $1 }
-           sec == "[log]" && $1 == "dir" && $2 == "=" { print $3 }' configs/fashion-mlp.ini)
+           sec == "[log]" && $1 == "dir" && $2 == "=" { print $3 }' "$CONFIG")
 for a in "$@"; do
     case "$a" in log.dir=*) dir=${a#log.dir=} ;; esac
 done

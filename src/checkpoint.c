@@ -21,7 +21,6 @@
 /* ---- the layout --------------------------------------------------------- */
 
 const char *const sf_ckpt_states[SF_CKPT_NSTATES] = {"momentum", "m", "v"};
-const char *const sf_ckpt_parts[2] = {"weight", "bias"};
 
 #define INFO(name, type) {#name, offsetof(SfCheckpointInfo, name), type}
 const SfCkptField sf_ckpt_info_fields[] = {
@@ -77,7 +76,7 @@ void sf_ckpt_history_set(SfEpochMetrics *e, const SfCkptField *f, double v)
 
 int sf_ckpt_has_params(const SfLayer *l)
 {
-    return l->nweight + l->nbias > 0;
+    return l->nparts > 0;
 }
 
 void sf_ckpt_layer_name(const SfLayer *l, char *buf, size_t n)
@@ -87,23 +86,19 @@ void sf_ckpt_layer_name(const SfLayer *l, char *buf, size_t n)
 
 void sf_ckpt_part_shape(const SfLayer *l, int part, SfArrayInfo *out)
 {
-    int64_t count = part ? l->nbias : l->nweight;
+    const SfLayerPart *p = &l->parts[part];
     memset(out, 0, sizeof *out);
-    out->dtype = SF_DTYPE_F32;
-    out->ndims = 1;
-    out->dims[0] = count;
-    if (l->ops == &sf_layer_dense && part == 0) {
-        out->ndims = 2; /* (out, in), as nn.Linear */
-        out->dims[0] = l->units;
-        out->dims[1] = sf_shape_size(l->in);
-    }
+    out->dtype = p->integer ? SF_DTYPE_I64 : SF_DTYPE_F32;
+    out->ndims = p->ndims;
+    for (int d = 0; d < p->ndims; d++)
+        out->dims[d] = p->dims[d];
 }
 
 int64_t sf_ckpt_part_offset(const SfModel *m, const SfLayer *l, int part)
 {
     /* sf_model_params() has no const form; only the address is used. */
     const float *base = sf_model_params((SfModel *)m);
-    return (part ? l->b : l->w) - base;
+    return l->data[part] - base;
 }
 
 void sf_checkpoint_epoch_name(int64_t epoch, char *buf, size_t n)
@@ -203,7 +198,8 @@ static int put_array(Writer *w, const char *path, hid_t ftype, hid_t mtype,
     int rc = -1;
     for (int d = 0; d < shape->ndims; d++)
         count *= dims[d] = (hsize_t)shape->dims[d];
-    hid_t space = H5Screate_simple(shape->ndims, dims, NULL), dset = -1;
+    hid_t space = shape->ndims ? H5Screate_simple(shape->ndims, dims, NULL)
+                               : H5Screate(H5S_SCALAR), dset = -1;
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     if (space < 0 || lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0 ||
         (dset = H5Dcreate2(w->file, path, ftype, space, lcpl, H5P_DEFAULT,
@@ -224,9 +220,10 @@ cleanup:
     return rc;
 }
 
-/* The per-layer views of block (parallel to the parameters): for /params
- * and /best, group/LL_kind/weight and .../bias; for an optimizer state,
- * group/LL_kind/weight/STATE and .../bias/STATE. */
+/* The per-layer views of block (parallel to the state block): for /params
+ * and /best, group/LL_kind/PART for every part (weight, bias, running_mean,
+ * ...); for an optimizer state, group/LL_kind/PART/STATE for the trained
+ * parts. Integer parts are stored as int64, the rest as float32. */
 static int put_layers(Writer *w, const SfModel *m, const char *group,
                       const char *state, const float *block)
 {
@@ -236,12 +233,15 @@ static int put_layers(Writer *w, const SfModel *m, const char *group,
         if (!sf_ckpt_has_params(l))
             continue;
         sf_ckpt_layer_name(l, name, sizeof name);
-        for (int part = 0; part < 2; part++) {
+        for (int part = 0; part < l->nparts; part++) {
+            if (state && l->parts[part].stat)
+                continue;
             SfArrayInfo shape;
             sf_ckpt_part_shape(l, part, &shape);
             snprintf(path, sizeof path, "%s/%s/%s%s%s", group, name,
-                     sf_ckpt_parts[part], state ? "/" : "", state ? state : "");
-            if (put_array(w, path, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &shape,
+                     l->parts[part].name, state ? "/" : "", state ? state : "");
+            hid_t ftype = shape.dtype == SF_DTYPE_I64 ? H5T_STD_I64LE : H5T_IEEE_F32LE;
+            if (put_array(w, path, ftype, H5T_NATIVE_FLOAT, &shape,
                           block + sf_ckpt_part_offset(m, l, part)) < 0)
                 return -1;
         }
@@ -337,7 +337,7 @@ static int write_file(Writer *w, const char *path, const SfModel *m,
     const char *names[] = {"momentum", "m", "v"};
     for (int i = 0; o && i < 3; i++)
         blocks += sf_optim_state(o, names[i]) != NULL;
-    size_t increment = (size_t)sf_model_nparams(m) * sizeof(float) * (size_t)blocks +
+    size_t increment = (size_t)sf_model_nstate(m) * sizeof(float) * (size_t)blocks +
                        ((size_t)1 << 20);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0 || H5Pset_fapl_core(fapl, increment, 0) < 0) {

@@ -23,23 +23,19 @@
 #define SF_CKPT_NSTATES 3
 extern const char *const sf_ckpt_states[SF_CKPT_NSTATES];
 
-/* The two parts of a layer's parameters, in the order of the flat block. */
-extern const char *const sf_ckpt_parts[2]; /* "weight", "bias" */
-
-/* 1 if layer l has parameters (and so a group LL_kind). */
+/* 1 if layer l has parameters or statistics (and so a group LL_kind). */
 int sf_ckpt_has_params(const SfLayer *l);
 
 /* "02_dense": the layer's index and kind. */
 void sf_ckpt_layer_name(const SfLayer *l, char *buf, size_t n);
 
-/* The stored shape (dtype float32) of part 0 (weight) or 1 (bias) of l: the
- * layer's natural shape, dense weight (units, in) and bias (units,). A kind
- * that gains parameters adds its shape here (conv: (out_c, in_c, kh, kw));
- * until then other kinds are stored flat. */
+/* The stored shape of part p of l (l->parts[p], named by the layer kind:
+ * weight, bias, running_mean, ...): dense weight (units, in), conv weight
+ * (out_c, in_c, k, k). float32, or int64 for an integer part. */
 void sf_ckpt_part_shape(const SfLayer *l, int part, SfArrayInfo *out);
 
-/* Where part of l starts in the model's flat blocks (parameters, gradients
- * and optimizer state alike). */
+/* Where part of l starts in the model's flat blocks (the state block, and
+ * for trained parts the gradients and optimizer state alike). */
 int64_t sf_ckpt_part_offset(const SfModel *m, const SfLayer *l, int part);
 
 typedef enum { SF_CKPT_I64, SF_CKPT_U64, SF_CKPT_INT, SF_CKPT_F64,

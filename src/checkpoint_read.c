@@ -38,9 +38,11 @@ static void contents_free(Contents *c)
         free(c->state[k]);
 }
 
-static float *alloc_block(const SfModel *m, SfError *err)
+/* A block of the state's size (params, best) or the parameters' (an
+ * optimizer state). */
+static float *alloc_block(const SfModel *m, int state, SfError *err)
 {
-    int64_t n = sf_model_nparams(m);
+    int64_t n = state ? sf_model_nstate(m) : sf_model_nparams(m);
     float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
     if (!p)
         sf_error_set(err, SF_EXIT_FAILURE, "out of memory for %lld parameters",
@@ -81,10 +83,11 @@ static int check_array(hid_t file, const char *path, const char *where,
                      "%s; need float32", where, lname, what, cls);
         goto cleanup;
     }
-    if (!sf_dtype_is_float(have.dtype)) {
+    if (want->dtype == SF_DTYPE_I64 ? sf_dtype_is_float(have.dtype)
+                                    : !sf_dtype_is_float(have.dtype)) {
         sf_error_set(err, SF_EXIT_INPUT, "%slayer %s: checkpoint %s has type "
-                     "%s; need float32", where, lname, what,
-                     sf_dtype_name(have.dtype));
+                     "%s; need %s", where, lname, what,
+                     sf_dtype_name(have.dtype), sf_dtype_name(want->dtype));
         goto cleanup;
     }
     int same = have.ndims == want->ndims;
@@ -189,9 +192,9 @@ static int check_members(hid_t file, const char *group, const char *where,
     return 0;
 }
 
-/* Every layer's weight and bias under group (state NULL), or their state
- * blocks (group/LL_kind/weight/STATE), against m; with dst (a block
- * parallel to the parameters), read into it. */
+/* Every layer's parts under group (state NULL), or the state blocks of its
+ * trained parts (group/LL_kind/PART/STATE), against m; with dst (a block
+ * parallel to the state block), read into it. */
 static int check_layers(hid_t file, const char *group, const char *where,
                         const char *state, const SfModel *m, float *dst,
                         SfError *err)
@@ -202,10 +205,12 @@ static int check_layers(hid_t file, const char *group, const char *where,
         if (!sf_ckpt_has_params(l))
             continue;
         sf_ckpt_layer_name(l, lname, sizeof lname);
-        for (int part = 0; part < 2; part++) {
+        for (int part = 0; part < l->nparts; part++) {
+            if (state && l->parts[part].stat)
+                continue;
             SfArrayInfo want;
             sf_ckpt_part_shape(l, part, &want);
-            snprintf(what, sizeof what, "%s%s%s", sf_ckpt_parts[part],
+            snprintf(what, sizeof what, "%s%s%s", l->parts[part].name,
                      state ? "/" : "", state ? state : "");
             snprintf(path, sizeof path, "%s/%s/%s", group, lname, what);
             if (check_array(file, path, where, lname, what, &want,
@@ -274,7 +279,7 @@ static int scan_optim(hid_t file, const SfModel *m, SfOptim *o, int load,
         }
         if (!in_file[k])
             continue;
-        if (load && want[k] && !(c->state[k] = alloc_block(m, err)))
+        if (load && want[k] && !(c->state[k] = alloc_block(m, 0, err)))
             return -1;
         if (check_layers(file, "/optimizer", where, sf_ckpt_states[k], m,
                          c->state[k], err) < 0)
@@ -293,7 +298,7 @@ static int scan(hid_t file, const SfModel *m, SfOptim *o, int flags,
     if ((flags & SCAN_INFO) && (sf_ckpt_read_info(file, 0, &c->info, err) < 0 ||
                                 sf_ckpt_read_history(file, &c->info, err) < 0))
         return -1;
-    if (load && !(c->params = alloc_block(m, err)))
+    if (load && !(c->params = alloc_block(m, 1, err)))
         return -1;
     if (check_members(file, "/params", "", m, err) < 0 ||
         check_layers(file, "/params", "", NULL, m, c->params, err) < 0)
@@ -302,7 +307,7 @@ static int scan(hid_t file, const SfModel *m, SfOptim *o, int flags,
         return 0;
     c->info.has_best = sf_ckpt_exists(file, "/best");
     if (c->info.has_best) {
-        if (load && (flags & SCAN_BEST) && !(c->best = alloc_block(m, err)))
+        if (load && (flags & SCAN_BEST) && !(c->best = alloc_block(m, 1, err)))
             return -1;
         if (check_members(file, "/best", "/best: ", m, err) < 0 ||
             check_layers(file, "/best", "/best: ", NULL, m, c->best, err) < 0)
@@ -368,9 +373,10 @@ int sf_checkpoint_read(const char *path, SfModel *m, SfOptim *o, float *best,
     }
     /* Everything is read and checked: now commit. */
     size_t bytes = (size_t)sf_model_nparams(m) * sizeof(float);
-    memcpy(sf_model_params(m), c.params, bytes);
+    size_t state_bytes = (size_t)sf_model_nstate(m) * sizeof(float);
+    memcpy(sf_model_params(m), c.params, state_bytes);
     if (best && c.best)
-        memcpy(best, c.best, bytes);
+        memcpy(best, c.best, state_bytes);
     if (o) {
         sf_optim_set_steps(o, c.t);
         for (int k = 0; k < SF_CKPT_NSTATES; k++)
@@ -394,7 +400,7 @@ int sf_checkpoint_load_params(const char *path, SfModel *m, SfError *err)
         sf_error_prefix(err, "'%s': ", path);
     else
         memcpy(sf_model_params(m), c.params,
-               (size_t)sf_model_nparams(m) * sizeof(float));
+               (size_t)sf_model_nstate(m) * sizeof(float));
     contents_free(&c);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include "shardfit/layer.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "simd.h"
@@ -123,7 +124,30 @@ static void flatten_backward(const SfLayer *l, const float *in, const float *out
         memcpy(din, dout, (size_t)(n * sf_shape_size(l->in)) * sizeof *din);
 }
 
-const SfLayerOps sf_layer_relu = {"relu", relu_forward, relu_backward};
-const SfLayerOps sf_layer_tanh = {"tanh", tanh_forward, tanh_backward};
-const SfLayerOps sf_layer_sigmoid = {"sigmoid", sigmoid_forward, sigmoid_backward};
-const SfLayerOps sf_layer_flatten = {"flatten", flatten_forward, flatten_backward};
+static int flatten_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
+{
+    if (arg) {
+        snprintf(msg, (size_t)msgsize, "flatten takes no argument");
+        return -1;
+    }
+    l->out = (SfShape){sf_shape_size(l->in), 1, 1};
+    return 0;
+}
+
+const SfLayerOps sf_layer_relu = {
+    .kind = "relu",
+    .forward = relu_forward,
+    .backward = relu_backward};
+const SfLayerOps sf_layer_tanh = {
+    .kind = "tanh",
+    .forward = tanh_forward,
+    .backward = tanh_backward};
+const SfLayerOps sf_layer_sigmoid = {
+    .kind = "sigmoid",
+    .forward = sigmoid_forward,
+    .backward = sigmoid_backward};
+const SfLayerOps sf_layer_flatten = {
+    .kind = "flatten",
+    .setup = flatten_setup,
+    .forward = flatten_forward,
+    .backward = flatten_backward};

@@ -4,6 +4,7 @@
 #include "shardfit/layer.h"
 
 #include <cblas.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -52,7 +53,29 @@ static void dense_backward(const SfLayer *l, const float *in, const float *out,
                     (int)no, 1.0f, dout, (int)no, l->w, (int)ni, 0.0f, din, (int)ni);
 }
 
-const SfLayerOps sf_layer_dense = {"dense", dense_forward, dense_backward};
+/* "dense:UNITS": weight (units, in) and bias (units); an image input is
+ * read flat, as after flatten. */
+static int dense_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
+{
+    if (sf_layer_parse_ints(arg, &l->units, 1, 0) != 1) {
+        snprintf(msg, (size_t)msgsize,
+                 "dense needs a positive unit count, as in dense:128");
+        return -1;
+    }
+    int64_t in = sf_shape_size(l->in);
+    l->out = (SfShape){l->units, 1, 1};
+    sf_layer_add_part(l, "weight", 0, 2, (int64_t[]){l->units, in});
+    sf_layer_add_part(l, "bias", 0, 1, &l->units);
+    l->fan_in = (double)in;
+    l->fan_out = (double)l->units;
+    return 0;
+}
+
+const SfLayerOps sf_layer_dense = {
+    .kind = "dense",
+    .setup = dense_setup,
+    .forward = dense_forward,
+    .backward = dense_backward};
 
 /* OpenBLAS would start one thread per core in every rank; the trainer sets
  * train.threads (default 1) so P ranks do not fight over the cores. */

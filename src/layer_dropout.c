@@ -5,6 +5,10 @@
  * resumed run draws the same masks as one that never stopped. */
 #include "shardfit/layer.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "shardfit/rng.h"
 
 /* Keep unit u of sample s when its 24-bit uniform is >= rate. */
@@ -52,4 +56,23 @@ static void dropout_backward(const SfLayer *l, const float *in, const float *out
         dropout_apply(l, dout, din, n, pass);
 }
 
-const SfLayerOps sf_layer_dropout = {"dropout", dropout_forward, dropout_backward};
+/* "dropout:RATE", RATE in [0, 1). */
+static int dropout_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
+{
+    char *end;
+    errno = 0;
+    double v = arg ? strtod(arg, &end) : -1.0;
+    if (!arg || errno || end == arg || *end || !(v >= 0.0 && v < 1.0)) {
+        snprintf(msg, (size_t)msgsize,
+                 "dropout needs a rate in [0, 1), as in dropout:0.5");
+        return -1;
+    }
+    l->rate = v;
+    return 0;
+}
+
+const SfLayerOps sf_layer_dropout = {
+    .kind = "dropout",
+    .setup = dropout_setup,
+    .forward = dropout_forward,
+    .backward = dropout_backward};

@@ -16,7 +16,8 @@ struct SfModel {
     int nlayers;
     SfLayer layers[MAX_LAYERS];
     SfShape input;
-    int64_t nparams, max_rows;
+    int64_t nparams, nstats, max_rows; /* params block: nparams + nstats */
+    int batch_stats;           /* some layer has batch statistics */
     float *params, *grads;
     float *acts[MAX_LAYERS];   /* acts[i]: output of layer i, (max_rows, out) */
     float *dbuf[2];            /* ping-pong gradients w.r.t. activations */
@@ -25,7 +26,7 @@ struct SfModel {
 /* Splits the list and sets up each layer; 0 or -1 with err. */
 static int build_layers(SfModel *m, const char *spec, SfError *err)
 {
-    char copy[SF_CONFIG_STR], msg[256];
+    char copy[SF_CONFIG_STR], msg[512], have[64];
     snprintf(copy, sizeof copy, "%s", spec);
     SfShape shape = m->input;
     char *save = NULL;
@@ -38,11 +39,16 @@ static int build_layers(SfModel *m, const char *spec, SfError *err)
         }
         SfLayer *l = &m->layers[m->nlayers];
         if (sf_layer_setup(l, tok, shape, msg, sizeof msg)) {
-            sf_error_set(err, SF_EXIT_INPUT, "model.layers = '%s': %s", spec, msg);
+            sf_error_set(err, SF_EXIT_INPUT, "model.layers = '%s': layer %d %s "
+                         "(its input is %s)", spec, m->nlayers + 1, msg,
+                         sf_shape_str(shape, have, sizeof have));
             return -1;
         }
         l->index = m->nlayers++;
-        m->nparams += l->nweight + l->nbias;
+        m->batch_stats |= l->ops->gather_begin != NULL;
+        for (int p = 0; p < l->nparts; p++)
+            *(l->parts[p].stat ? &m->nstats : &m->nparams) +=
+                sf_layer_part_size(&l->parts[p]);
         shape = l->out;
     }
     if (m->nlayers == 0 || m->layers[m->nlayers - 1].ops != &sf_layer_dense) {
@@ -54,28 +60,44 @@ static int build_layers(SfModel *m, const char *spec, SfError *err)
     return 0;
 }
 
-/* Points each layer's parameters into the flat blocks and allocates the
- * activation scratch; 0 or -1 on ENOMEM. */
+/* Points each layer's parts into the flat blocks (trained parts first, in
+ * layer order, then the statistics), allocates the activation scratch and
+ * the layers' workspaces; 0 or -1 on ENOMEM. */
 static int allocate(SfModel *m)
 {
     size_t tail = SF_MODEL_GRAD_TAIL;
-    m->params = calloc((size_t)m->nparams, sizeof(float));
+    m->params = calloc((size_t)(m->nparams + m->nstats), sizeof(float));
     m->grads = calloc((size_t)m->nparams + tail, sizeof(float));
     if (!m->params || !m->grads)
         return -1;
-    int64_t off = 0, widest = sf_shape_size(m->input);
+    int64_t off = 0, stat_off = m->nparams, widest = sf_shape_size(m->input);
     for (int i = 0; i < m->nlayers; i++) {
         SfLayer *l = &m->layers[i];
-        l->w = m->params + off;
-        l->dw = m->grads + off;
-        l->b = m->params + off + l->nweight;
-        l->db = m->grads + off + l->nweight;
-        off += l->nweight + l->nbias;
+        for (int p = 0; p < l->nparts; p++) {
+            int64_t size = sf_layer_part_size(&l->parts[p]);
+            if (l->parts[p].stat) {
+                l->data[p] = m->params + stat_off;
+                stat_off += size;
+            } else {
+                l->data[p] = m->params + off;
+                l->grad[p] = m->grads + off;
+                off += size;
+            }
+        }
+        l->w = l->data[0];
+        l->dw = l->grad[0];
+        l->b = l->data[1];
+        l->db = l->grad[1];
         int64_t width = sf_shape_size(l->out);
         if (width > widest)
             widest = width;
         m->acts[i] = malloc((size_t)(m->max_rows * width) * sizeof(float));
         if (!m->acts[i])
+            return -1;
+        if (l->nsums > 0 && !(l->sums = calloc((size_t)l->nsums, sizeof *l->sums)))
+            return -1;
+        if (l->work_per_row > 0 &&
+            !(l->work = malloc((size_t)(m->max_rows * l->work_per_row) * sizeof(float))))
             return -1;
     }
     for (int k = 0; k < 2; k++)
@@ -113,8 +135,11 @@ void sf_model_free(SfModel *m)
 {
     if (!m)
         return;
-    for (int i = 0; i < m->nlayers; i++)
+    for (int i = 0; i < m->nlayers; i++) {
         free(m->acts[i]);
+        free(m->layers[i].work);
+        free(m->layers[i].sums);
+    }
     free(m->dbuf[0]);
     free(m->dbuf[1]);
     free(m->params);
@@ -122,18 +147,29 @@ void sf_model_free(SfModel *m)
     free(m);
 }
 
+/* He when relu follows (a batchnorm between them does not count). */
+static int relu_follows(const SfModel *m, int i)
+{
+    int j = i + 1;
+    if (j < m->nlayers && m->layers[j].ops == &sf_layer_batchnorm)
+        j++;
+    return j < m->nlayers && m->layers[j].ops == &sf_layer_relu;
+}
+
 void sf_model_init_params(SfModel *m, SfInitKind init, uint64_t seed)
 {
     for (int i = 0; i < m->nlayers; i++) {
         SfLayer *l = &m->layers[i];
+        if (l->ops->init) {
+            l->ops->init(l);
+            continue;
+        }
         if (l->nweight == 0)
             continue;
-        double fan_in = (double)sf_shape_size(l->in);
-        double fan_out = (double)l->units;
-        int next_relu = i + 1 < m->nlayers && m->layers[i + 1].ops == &sf_layer_relu;
-        int he = init == SF_INIT_HE || (init == SF_INIT_AUTO && next_relu);
+        int he = init == SF_INIT_HE || (init == SF_INIT_AUTO && relu_follows(m, i));
         uint64_t key = sf_rng_key(seed, SF_RNG_INIT, (uint64_t)i);
-        double std = sqrt(2.0 / fan_in), limit = sqrt(6.0 / (fan_in + fan_out));
+        double std = sqrt(2.0 / l->fan_in);
+        double limit = sqrt(6.0 / (l->fan_in + l->fan_out));
         for (int64_t j = 0; j < l->nweight; j++)
             l->w[j] = he ? (float)(std * sf_rng_normal(key, (uint64_t)j))
                          : (float)(limit * (2.0 * sf_rng_uniform(key, (uint64_t)j) - 1.0));
@@ -142,6 +178,7 @@ void sf_model_init_params(SfModel *m, SfInitKind init, uint64_t seed)
 }
 
 int64_t sf_model_nparams(const SfModel *m) { return m->nparams; }
+int64_t sf_model_nstate(const SfModel *m) { return m->nparams + m->nstats; }
 float *sf_model_params(SfModel *m) { return m->params; }
 float *sf_model_grads(SfModel *m) { return m->grads; }
 int64_t sf_model_max_rows(const SfModel *m) { return m->max_rows; }
@@ -158,32 +195,37 @@ void sf_model_zero_grads(SfModel *m)
     memset(m->grads, 0, ((size_t)m->nparams + SF_MODEL_GRAD_TAIL) * sizeof(float));
 }
 
-/* Runs every layer forward; returns the logits (n, output_width). */
-static const float *forward(SfModel *m, const float *x, int64_t n,
+/* Runs layers 0 .. last forward; returns the output of layer last. */
+static const float *forward(SfModel *m, const float *x, int64_t n, int last,
                             const SfPass *pass)
 {
     const float *in = x;
-    for (int i = 0; i < m->nlayers; i++) {
+    for (int i = 0; i <= last; i++) {
         m->layers[i].ops->forward(&m->layers[i], in, m->acts[i], n, pass);
         in = m->acts[i];
     }
     return in;
 }
 
-SfLossSums sf_model_train_batch_hooked(SfModel *m, const float *x, int64_t n,
-                                       SfTargets t, const SfPass *pass,
-                                       const SfGradHook *hook)
+/* A whole forward, the loss, and backward from the last layer down to
+ * layer first (0: the whole network). hook (NULL: none) is told as each
+ * layer's parameter gradients become final, with before + this batch's
+ * loss sums. */
+static SfLossSums forward_backward(SfModel *m, const float *x, int64_t n,
+                                   SfTargets t, int first, const SfPass *pass,
+                                   const SfGradHook *hook, SfLossSums before)
 {
-    const float *logits = forward(m, x, n, pass);
+    const float *logits = forward(m, x, n, m->nlayers - 1, pass);
     float *dout = m->dbuf[0], *din = m->dbuf[1];
     SfLossSums sums = sf_loss_compute(m->loss, logits, n,
                                       sf_model_output_width(m), t, dout);
-    for (int i = m->nlayers - 1; i >= 0; i--) {
+    SfLossSums share = {before.loss + sums.loss, before.correct + sums.correct};
+    for (int i = m->nlayers - 1; i >= first; i--) {
         const SfLayer *l = &m->layers[i];
         const float *in = i > 0 ? m->acts[i - 1] : x;
         l->ops->backward(l, in, m->acts[i], dout, i > 0 ? din : NULL, n, pass);
         if (hook && l->nweight + l->nbias > 0)
-            hook->ready(hook->ctx, l->dw - m->grads, sums);
+            hook->ready(hook->ctx, l->dw - m->grads, share);
         float *tmp = dout;
         dout = din;
         din = tmp;
@@ -194,37 +236,130 @@ SfLossSums sf_model_train_batch_hooked(SfModel *m, const float *x, int64_t n,
 SfLossSums sf_model_train_batch(SfModel *m, const float *x, int64_t n,
                                 SfTargets t, const SfPass *pass)
 {
-    return sf_model_train_batch_hooked(m, x, n, t, pass, NULL);
+    return forward_backward(m, x, n, t, 0, pass, NULL, (SfLossSums){0.0, 0.0});
 }
+
+/* Rows j .. j+len of x and t, and their sample ids. */
+typedef struct {
+    const float *x;
+    SfTargets t;
+    SfPass pass;
+} Chunk;
+
+static Chunk chunk_at(const SfModel *m, const float *x, SfTargets t,
+                      const SfPass *pass, int64_t j)
+{
+    const int64_t k = sf_model_output_width(m);
+    Chunk c = {x + j * sf_shape_size(m->input),
+               {t.classes ? t.classes + j : NULL, t.values ? t.values + j * k : NULL},
+               *pass};
+    c.pass.sample_ids = pass->sample_ids ? pass->sample_ids + j : NULL;
+    return c;
+}
+
+static void set_modes(SfModel *m, SfBatchMode mode)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        m->layers[i].fmode = m->layers[i].bmode = mode;
+}
+
+/* Rows [0, n) in micro-batches of at most micro rows, their gradients
+ * added up; hook rides on the last one's backward. */
+static SfLossSums micro_batches(SfModel *m, const float *x, int64_t n,
+                                int64_t micro, SfTargets t, const SfPass *pass,
+                                const SfGradHook *hook)
+{
+    SfLossSums sums = {0.0, 0.0};
+    for (int64_t j = 0; j < n; j += micro) {
+        Chunk c = chunk_at(m, x, t, pass, j);
+        int64_t rows = n - j < micro ? n - j : micro;
+        SfLossSums part = forward_backward(m, c.x, rows, c.t, 0, &c.pass,
+                                           j + rows == n ? hook : NULL, sums);
+        sums.loss += part.loss;
+        sums.correct += part.correct;
+    }
+    return sums;
+}
+
+/* Micro-batches with batch statistics: gather each batchnorm layer's
+ * forward sums over every micro-batch, in layer order (each gathering
+ * forward stops at its layer), then each one's backward sums, in reverse
+ * order (each a whole forward and a backward down to its layer); then the
+ * real passes, with every statistic fixed. Extra work: per layer, a
+ * forward to it and a forward plus part of a backward (see README). */
+static SfLossSums train_gathered(SfModel *m, const float *x, int64_t n,
+                                 int64_t micro, SfTargets t, const SfPass *pass,
+                                 const SfGradHook *hook)
+{
+    set_modes(m, SF_BATCH_FIXED);
+    for (int dir = 0; dir < 2; dir++)
+        for (int q = 0; q < m->nlayers; q++) {
+            int i = dir ? m->nlayers - 1 - q : q;
+            SfLayer *l = &m->layers[i];
+            if (!l->ops->gather_begin)
+                continue;
+            *(dir ? &l->bmode : &l->fmode) = SF_BATCH_GATHER;
+            l->ops->gather_begin(l, dir);
+            for (int64_t j = 0; j < n; j += micro) {
+                Chunk c = chunk_at(m, x, t, pass, j);
+                int64_t rows = n - j < micro ? n - j : micro;
+                if (dir)
+                    forward_backward(m, c.x, rows, c.t, i, &c.pass, NULL,
+                                     (SfLossSums){0.0, 0.0});
+                else
+                    forward(m, c.x, rows, i, &c.pass);
+            }
+            l->ops->gather_end(l, dir, pass);
+            *(dir ? &l->bmode : &l->fmode) = SF_BATCH_FIXED;
+        }
+    /* The backward gatherings added into the gradients: start again. */
+    sf_model_zero_grads(m);
+    SfLossSums sums = micro_batches(m, x, n, micro, t, pass, hook);
+    set_modes(m, SF_BATCH_WHOLE);
+    return sums;
+}
+
+SfLossSums sf_model_train_share(SfModel *m, const float *x, int64_t n,
+                                int64_t micro, int split, SfTargets t,
+                                const SfPass *pass, const SfGradHook *hook)
+{
+    sf_model_zero_grads(m);
+    if (m->batch_stats && split)
+        return train_gathered(m, x, n, micro, t, pass, hook);
+    if (m->batch_stats && n <= micro)
+        return forward_backward(m, x, n, t, 0, pass, hook,
+                                (SfLossSums){0.0, 0.0}); /* even n = 0: it reduces */
+    return micro_batches(m, x, n, micro, t, pass, hook);
+}
+
+int sf_model_has_batch_stats(const SfModel *m) { return m->batch_stats; }
 
 SfLossSums sf_model_eval_batch(SfModel *m, const float *x, int64_t n,
                                SfTargets t)
 {
     SfPass pass = {0};
-    const float *logits = forward(m, x, n, &pass);
+    const float *logits = forward(m, x, n, m->nlayers - 1, &pass);
     return sf_loss_compute(m->loss, logits, n, sf_model_output_width(m), t, NULL);
 }
 
 const float *sf_model_predict(SfModel *m, const float *x, int64_t n)
 {
     SfPass pass = {0};
-    return forward(m, x, n, &pass);
+    return forward(m, x, n, m->nlayers - 1, &pass);
 }
 
 SfLossKind sf_model_loss(const SfModel *m) { return m->loss; }
 
 void sf_model_describe(const SfModel *m, char *buf, int size)
 {
-    int used = snprintf(buf, (size_t)size, "%lld",
-                        (long long)sf_shape_size(m->input));
+    char shape[64];
+    int used = snprintf(buf, (size_t)size, "%s", m->input.h == 1 && m->input.w == 1
+                        ? (snprintf(shape, sizeof shape, "%lld",
+                                    (long long)sf_shape_size(m->input)), shape)
+                        : sf_shape_str(m->input, shape, sizeof shape));
     for (int i = 0; i < m->nlayers && used < size; i++) {
         const SfLayer *l = &m->layers[i];
-        if (l->ops == &sf_layer_dense)
-            used += snprintf(buf + used, (size_t)(size - used), " -> dense:%lld",
-                             (long long)l->units);
-        else if (l->ops == &sf_layer_dropout)
-            used += snprintf(buf + used, (size_t)(size - used), " dropout:%g", l->rate);
-        else
-            used += snprintf(buf + used, (size_t)(size - used), " %s", l->ops->kind);
+        used += snprintf(buf + used, (size_t)(size - used), "%s%s",
+                         l->ops == &sf_layer_dense ? " -> " : " ", l->token);
     }
 }

@@ -98,7 +98,7 @@ static int allocate_buffers(SfTrainer *t, SfError *err)
     int64_t rows = t->slice_max > t->eval_rows ? t->slice_max : t->eval_rows;
     int64_t fsize = sf_shape_size(sf_loader_sample_shape(t->train));
     int64_t lw = sf_model_output_width(t->model);
-    int64_t np = sf_model_nparams(t->model);
+    int64_t np = sf_model_nstate(t->model);
     t->perm = malloc((size_t)t->n * sizeof *t->perm);
     t->x = malloc((size_t)(rows * fsize) * sizeof *t->x);
     t->classes = malloc((size_t)rows * sizeof *t->classes);
@@ -233,21 +233,19 @@ static void post_buckets(SfTrainer *t, int64_t ready)
 }
 
 /* The last micro-batch's gradient hook: the first call fills the tail
- * (its loss is known before backward starts), each call posts the buckets
- * backward has finished. */
+ * (the share's loss is known before its last backward starts), each call
+ * posts the buckets backward has finished. */
 typedef struct {
     SfTrainer *t;
-    SfLossSums before; /* the earlier micro-batches' sums */
     int64_t len;
+    int bad_data;
 } BucketHook;
 
-static void bucket_ready(void *ctx, int64_t first, SfLossSums batch)
+static void bucket_ready(void *ctx, int64_t first, SfLossSums share)
 {
     BucketHook *h = ctx;
     if (h->t->bucket_posted == 0)
-        fill_tail(h->t, (SfLossSums){h->before.loss + batch.loss,
-                                     h->before.correct + batch.correct},
-                  h->len, 0);
+        fill_tail(h->t, share, h->len, h->bad_data);
     post_buckets(h->t, first);
 }
 
@@ -260,6 +258,12 @@ static void draw_permutation(SfTrainer *t, int64_t epoch)
     sf_comm_bcast_i64(t->comm, t->perm, t->n, 0);
 }
 
+/* The model's reduction for batch statistics (SfReduceFn). */
+static void reduce_f64(void *comm, double *buf, int64_t n)
+{
+    sf_comm_allreduce_sum_f64(comm, buf, n);
+}
+
 /* One optimizer step on global batch s; adds the step's allreduced sums and
  * phase times to the epoch's running totals in t. Returns -1 when training
  * diverged (t->diverged says how), -2 when a rank's loader failed (that
@@ -270,8 +274,6 @@ static int train_step(SfTrainer *t, int64_t s)
     int64_t start, count, off, len;
     sf_sampler_batch(t->n, t->batch, s, &start, &count);
     sf_sampler_part(count, t->size, t->rank, &off, &len);
-    const int64_t fsize = sf_shape_size(sf_loader_sample_shape(t->train));
-    const int64_t lw = sf_loader_label_width(t->train);
     const int classes = sf_loader_has_classes(t->train);
 
     double t0 = sf_clock();
@@ -288,27 +290,21 @@ static int train_step(SfTrainer *t, int64_t s)
     }
     double t1 = sf_clock();
 
-    /* Gradient accumulation: micro-batches add into one gradient block.
-     * With buckets, the last micro-batch's backward posts each bucket as
-     * its layers finish (last layer first); a rank without samples, or
-     * whose loader failed, posts them all here, so every rank makes the
-     * same collectives. */
-    sf_model_zero_grads(t->model);
-    SfLossSums sums = {0.0, 0.0};
+    /* Gradient accumulation: micro-batches add into one gradient block;
+     * batch statistics are reduced over the ranks through the pass. With
+     * buckets, the last micro-batch's backward posts each bucket as its
+     * layers finish (last layer first); a rank without samples, or whose
+     * loader failed, posts them all after, so every rank makes the same
+     * collectives. */
+    SfTargets tg = {classes ? t->classes : NULL, classes ? NULL : t->values};
+    SfPass pass = {1, t->cfg->train.seed, t->step, t->perm + start + off,
+                   reduce_f64, t->comm};
     t->bucket_posted = 0;
-    for (int64_t j = 0; j < len; j += t->micro) {
-        int64_t n = len - j < t->micro ? len - j : t->micro;
-        SfTargets tg = {classes ? t->classes + j : NULL,
-                        classes ? NULL : t->values + j * lw};
-        SfPass pass = {1, t->cfg->train.seed, t->step, t->perm + start + off + j};
-        BucketHook bh = {t, sums, len};
-        SfGradHook hook = {bucket_ready, &bh};
-        int last = j + n == len && t->nbuckets > 0;
-        SfLossSums part = sf_model_train_batch_hooked(t->model, t->x + j * fsize, n,
-                                                      tg, &pass, last ? &hook : NULL);
-        sums.loss += part.loss;
-        sums.correct += part.correct;
-    }
+    BucketHook bh = {t, len, bad_data};
+    SfGradHook hook = {bucket_ready, &bh};
+    SfLossSums sums = sf_model_train_share(t->model, t->x, len, t->micro,
+                                           t->micro < t->slice_max, tg, &pass,
+                                           t->nbuckets > 0 ? &hook : NULL);
     const int64_t np = sf_model_nparams(t->model);
     float *g = sf_model_grads(t->model);
     if (t->bucket_posted == 0)
@@ -486,7 +482,7 @@ int sf_trainer_check_replicas(SfTrainer *t, const char *when, SfError *err)
 {
     int bad[8];
     int n = sf_comm_count_drifted(t->comm, sf_model_params(t->model),
-                                  (size_t)sf_model_nparams(t->model) * sizeof(float),
+                                  (size_t)sf_model_nstate(t->model) * sizeof(float),
                                   bad, 8);
     if (!n)
         return 0;
@@ -514,7 +510,7 @@ static int should_stop(SfTrainer *t, SfTrainResult *res, const SfEpochMetrics *m
                                          sf_stopper_value(t->cfg, m), &improved);
     if (improved && t->best_params)
         memcpy(t->best_params, sf_model_params(t->model),
-               (size_t)sf_model_nparams(t->model) * sizeof(float));
+               (size_t)sf_model_nstate(t->model) * sizeof(float));
     res->best_epoch = t->stopper.best_epoch;
     if (d == SF_STOP_EARLY) {
         res->stopped_epoch = m->epoch;
@@ -536,7 +532,7 @@ static int should_stop(SfTrainer *t, SfTrainResult *res, const SfEpochMetrics *m
  * evaluated again, so `final` describes the weights handed back). */
 static void finish(SfTrainer *t, SfTrainResult *res)
 {
-    const int64_t np = sf_model_nparams(t->model);
+    const int64_t np = sf_model_nstate(t->model);
     res->nhistory = t->nhistory;
     if (t->nhistory > 0)
         res->final = t->history[t->nhistory - 1];

@@ -108,8 +108,8 @@ static void broadcast(SfTrainer *t, Position *pos)
     sf_comm_bcast_bytes(t->comm, pos, sizeof *pos, 0);
     if (!pos->found && !pos->init_only)
         return;
-    const int64_t np = sf_model_nparams(t->model);
-    sf_comm_bcast_f32(t->comm, sf_model_params(t->model), np, 0);
+    const int64_t np = sf_model_nparams(t->model), ns = sf_model_nstate(t->model);
+    sf_comm_bcast_f32(t->comm, sf_model_params(t->model), ns, 0);
     if (!pos->found)
         return;
     const char *blocks[] = {"momentum", "m", "v"};
@@ -119,7 +119,7 @@ static void broadcast(SfTrainer *t, Position *pos)
             sf_comm_bcast_f32(t->comm, b, np, 0);
     }
     if (pos->info.has_best)
-        sf_comm_bcast_f32(t->comm, t->best_params, np, 0);
+        sf_comm_bcast_f32(t->comm, t->best_params, ns, 0);
     sf_comm_bcast_bytes(t->comm, t->history,
                         (size_t)pos->info.nhistory * sizeof *t->history, 0);
 }

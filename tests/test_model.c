@@ -53,7 +53,7 @@ static double check_gradients(const Problem *pb)
         p[i] += 0.05f * (float)sf_rng_normal(key, (uint64_t)(5000 + i));
     SfTargets t = {pb->float_targets ? NULL : classes,
                    pb->float_targets ? values : NULL};
-    SfPass pass = {pb->training, 5, 17, ids};
+    SfPass pass = {pb->training, 5, 17, ids, NULL, NULL};
 
     sf_model_zero_grads(m);
     sf_model_train_batch(m, x, ROWS, t, &pass);
@@ -87,6 +87,17 @@ static const Problem problems[] = {
     {"dense:6 tanh dense:3", {5, 1, 1}, SF_LOSS_MSE, 0, 1, 1e-2f},
     {"dense:6 sigmoid dense:2", {3, 1, 1}, SF_LOSS_MSE, 1, 1, 1e-2f},
     {"dense:8 tanh dropout:0.5 dense:3", {4, 1, 1}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
+    /* conv: stride 1, padding 0 then 1, several channels, a non-square image */
+    {"conv:3:3 tanh conv:4:2:1:1 dense:3", {2, 5, 6}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
+    /* stride 2 with padding 1, then stride 2 down to 1x1 */
+    {"conv:4:3:2:1 tanh conv:3:3:2 dense:3", {3, 7, 6}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
+    /* pooling between layers with parameters, so din is checked; floor mode */
+    {"conv:3:2 maxpool:2 conv:2:1 dense:3", {2, 6, 7}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-3f},
+    {"conv:3:3:1:1 avgpool:3:2 tanh dense:3", {1, 7, 5}, SF_LOSS_MSE, 1, 1, 1e-2f},
+    /* batchnorm per channel after conv, per feature after dense */
+    {"conv:4:3 batchnorm tanh conv:3:2 batchnorm flatten dense:4", {2, 6, 5},
+     SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
+    {"dense:6 batchnorm tanh dense:3", {4, 1, 1}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
 };
 
 START_TEST(test_gradients_match_finite_differences)
@@ -135,6 +146,98 @@ START_TEST(test_bad_layer_lists)
 }
 END_TEST
 
+START_TEST(test_layers_that_do_not_fit)
+{
+    const struct { const char *layers; SfShape in; const char *words; } bad[] = {
+        {"conv:4:5 dense:2", {1, 4, 6}, "5x5 kernel with padding 0 does not fit a 4x6"},
+        {"conv:4:3:1:1 maxpool:4 dense:2", {1, 3, 3}, "(4, 3, 3)"},
+        {"avgpool:3 dense:2", {2, 2, 5}, "3x3 window does not fit a 2x5"},
+        {"conv:4 dense:2", {1, 4, 4}, "conv needs FILTERS:K"},
+        {"conv:4:3:0 dense:2", {1, 4, 4}, "conv needs FILTERS:K"},
+        {"maxpool dense:2", {1, 4, 4}, "maxpool needs K"},
+        {"batchnorm:1 dense:2", {1, 4, 4}, "batchnorm takes no argument"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        SfError err = {0};
+        SfModel *m = sf_model_create(bad[i].layers, bad[i].in,
+                                     SF_LOSS_CROSS_ENTROPY, 4, &err);
+        ck_assert_msg(m == NULL, "'%s' was accepted", bad[i].layers);
+        ck_assert_int_eq(err.code, 2);
+        ck_assert_msg(strstr(err.msg, bad[i].words) != NULL, "%s", err.msg);
+    }
+}
+END_TEST
+
+/* A tie goes to the first maximum in row-major window order, and the
+ * gradient to it alone (PyTorch's CPU kernel); floor mode drops the rest. */
+START_TEST(test_maxpool_ties_and_floor_mode)
+{
+    SfLayer l;
+    char msg[200];
+    ck_assert_int_eq(sf_layer_setup(&l, "maxpool:2", (SfShape){1, 3, 5}, msg,
+                                    sizeof msg), 0);
+    ck_assert(l.out.c == 1 && l.out.h == 1 && l.out.w == 2);
+    float work[2]; /* what the model would allocate: work_per_row floats */
+    ck_assert_int_eq(l.work_per_row, 2);
+    l.work = work;
+    float in[15] = {1, 7, 7, 2, 9,
+                    7, 3, 1, 7, 9,
+                    9, 9, 9, 9, 9};
+    float out[2], dout[2] = {1.0f, 10.0f}, din[15];
+    SfPass pass = {1, 0, 0, NULL, NULL, NULL};
+    l.ops->forward(&l, in, out, 1, &pass);
+    ck_assert_float_eq(out[0], 7.0f);
+    ck_assert_float_eq(out[1], 7.0f);
+    l.ops->backward(&l, in, out, dout, din, 1, &pass);
+    for (int i = 0; i < 15; i++)
+        ck_assert_float_eq(din[i], i == 1 ? 1.0f : i == 2 ? 10.0f : 0.0f);
+}
+END_TEST
+
+/* Batch statistics gathered over micro-batches give the gradient and
+ * running statistics of the whole share at once. */
+START_TEST(test_batchnorm_micro_batches_equal_whole)
+{
+    const char *layers = "conv:3:3:1:1 batchnorm relu maxpool:2 flatten dense:5 "
+                         "batchnorm tanh dense:3";
+    SfShape in = {2, 6, 4};
+    SfModel *m[2];
+    for (int k = 0; k < 2; k++) {
+        SfError err = {0};
+        m[k] = sf_model_create(layers, in, SF_LOSS_CROSS_ENTROPY, 7, &err);
+        ck_assert_msg(m[k] != NULL, "%s", err.msg);
+        sf_model_init_params(m[k], SF_INIT_AUTO, 4);
+    }
+    enum { N = 7 };
+    float x[N * 48];
+    int32_t y[N];
+    int64_t ids[N];
+    uint64_t key = sf_rng_key(5, 7, 1);
+    for (int i = 0; i < N * 48; i++)
+        x[i] = (float)sf_rng_normal(key, (uint64_t)i) + 0.5f;
+    for (int i = 0; i < N; i++) {
+        y[i] = i % 3;
+        ids[i] = i;
+    }
+    SfTargets t = {y, NULL};
+    SfPass pass = {1, 1, 0, ids, NULL, NULL};
+    SfLossSums whole = sf_model_train_share(m[0], x, N, N, 0, t, &pass, NULL);
+    SfLossSums parts = sf_model_train_share(m[1], x, N, 3, 1, t, &pass, NULL);
+    ck_assert_double_eq_tol(whole.loss, parts.loss, 1e-5 * fabs(whole.loss));
+    const float *ga = sf_model_grads(m[0]), *gb = sf_model_grads(m[1]);
+    for (int64_t i = 0; i < sf_model_nparams(m[0]); i++)
+        ck_assert_msg(fabsf(ga[i] - gb[i]) <= 1e-5f * (1.0f + fabsf(ga[i])),
+                      "gradient %lld: %g whole, %g in micro-batches", (long long)i,
+                      ga[i], gb[i]);
+    const float *pa = sf_model_params(m[0]), *pb = sf_model_params(m[1]);
+    for (int64_t i = sf_model_nparams(m[0]); i < sf_model_nstate(m[0]); i++)
+        ck_assert_float_eq_tol(pa[i], pb[i], 1e-6f * (1.0f + fabsf(pa[i])));
+    ck_assert_float_eq(pa[sf_model_nstate(m[0]) - 1], 1.0f); /* one step tracked */
+    sf_model_free(m[0]);
+    sf_model_free(m[1]);
+}
+END_TEST
+
 START_TEST(test_init_is_deterministic_and_scaled)
 {
     SfError err = {0};
@@ -174,6 +277,9 @@ int main(void)
     tcase_add_test(tc, test_mse_values);
     tcase_add_test(tc, test_bad_layer_lists);
     tcase_add_test(tc, test_init_is_deterministic_and_scaled);
+    tcase_add_test(tc, test_layers_that_do_not_fit);
+    tcase_add_test(tc, test_maxpool_ties_and_floor_mode);
+    tcase_add_test(tc, test_batchnorm_micro_batches_equal_whole);
     suite_add_tcase(s, tc);
     return sf_test_run(s);
 }

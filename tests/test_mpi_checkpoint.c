@@ -177,13 +177,21 @@ START_TEST(test_resume_from_epoch_is_bitwise_adam)
 END_TEST
 
 /* max_steps stops mid-epoch 2 with a step checkpoint; resuming finishes the
- * epoch from its 6th step and matches a run that never stopped. Both with
- * gradient buckets (one per dense layer on several ranks). */
-START_TEST(test_resume_mid_epoch_is_bitwise)
+ * epoch from its 6th step and matches a run that never stopped, with
+ * gradient buckets (one per layer with parameters on several ranks). With
+ * layers, the model is another (batchnorm: its running statistics are in
+ * the compared state, and validation uses them). */
+static void check_resume_mid_epoch(const char *layers, const char *micro)
 {
     SfConfig ca = config("mid-straight", "sgd"), cb = config("mid-resumed", "sgd");
     set(&ca, "comm.bucket_mb=0.0001");
     set(&cb, "comm.bucket_mb=0.0001");
+    for (int k = 0; k < 2 && layers; k++) {
+        set(k ? &cb : &ca, "model.layers=%s", layers);
+        set(k ? &cb : &ca, "train.micro_batch=%s", micro);
+        set(k ? &cb : &ca, "checkpoint.dir=%s/%s-bn%s/ckpt", root,
+            k ? "mid-resumed" : "mid-straight", micro);
+    }
     set(&ca, "train.epochs=3");
     set(&cb, "train.epochs=3");
     set(&cb, "train.max_steps=15");
@@ -194,14 +202,29 @@ START_TEST(test_resume_mid_epoch_is_bitwise)
     set(&cb, "train.max_steps=0");
     ck_assert_int_eq(train(&cb, world, &resumed), 0);
     char step[400];
-    snprintf(step, sizeof step, "%s/mid-resumed/ckpt/step-00000015.h5", root);
+    snprintf(step, sizeof step, "%s/mid-resumed%s%s/ckpt/step-00000015.h5", root,
+             layers ? "-bn" : "", layers ? micro : "");
     ck_assert_int_eq(first.steps_done, 15);
     ck_assert_int_eq(access(step, R_OK), 0);
+    ck_assert_int_eq(resumed.nparams, straight.nparams);
     ck_assert_mem_eq(resumed.params, straight.params, (size_t)straight.nparams * 4);
     same_history(&resumed, &straight);
     sf_train_result_free(&straight);
     sf_train_result_free(&first);
     sf_train_result_free(&resumed);
+}
+
+START_TEST(test_resume_mid_epoch_is_bitwise)
+{
+    check_resume_mid_epoch(NULL, NULL);
+}
+END_TEST
+
+/* Running statistics (mean, variance, count) are in the checkpoint. */
+START_TEST(test_resume_with_batchnorm_is_bitwise)
+{
+    check_resume_mid_epoch("dense:12 batchnorm tanh dense:5 batchnorm dense:3", "0");
+    check_resume_mid_epoch("dense:12 batchnorm tanh dense:5 batchnorm dense:3", "3");
 }
 END_TEST
 
@@ -300,6 +323,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_resume_from_epoch_is_bitwise_sgd);
     tcase_add_test(tc, test_resume_from_epoch_is_bitwise_adam);
     tcase_add_test(tc, test_resume_mid_epoch_is_bitwise);
+    tcase_add_test(tc, test_resume_with_batchnorm_is_bitwise);
     tcase_add_test(tc, test_resume_on_other_rank_counts);
     tcase_add_test(tc, test_truncated_newest_is_skipped);
     suite_add_tcase(s, tc);

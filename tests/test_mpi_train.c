@@ -310,6 +310,53 @@ START_TEST(test_buckets_keep_the_bits)
 }
 END_TEST
 
+/* Batch norm normalises with the statistics of the whole global batch:
+ * the weights and running statistics do not depend on P or micro_batch.
+ * Batch 101 of 203 rows leaves a last batch of 1 row, so with 2 or 3 ranks
+ * some rank has no samples in it and still joins the statistics. */
+START_TEST(test_batchnorm_is_independent_of_ranks_and_micro_batches)
+{
+    SfConfig c = config();
+    set(&c, "model.layers=conv:4:2:1:1 batchnorm relu maxpool:2 flatten dense:8 "
+            "batchnorm tanh dense:3");
+    set(&c, "train.batch_size=101");
+    set(&c, "train.epochs=3");
+    SfTrainResult r[2], one[2] = {{0}, {0}};
+    const char *micro[2] = {"train.micro_batch=0", "train.micro_batch=5"};
+    for (int k = 0; k < 2; k++) {
+        set(&c, micro[k]);
+        ck_assert_int_eq(train(&c, world, &r[k]), 0);
+    }
+    int identical = replicas_identical(&r[0]) && replicas_identical(&r[1]);
+    if (sf_comm_rank(world) == 0) {
+        SfComm *self = sf_comm_self();
+        for (int k = 0; k < 2; k++) {
+            set(&c, micro[k]);
+            ck_assert_int_eq(train(&c, self, &one[k]), 0);
+        }
+        sf_comm_free(self);
+    }
+    ck_assert(identical);
+    ck_assert_int_eq(r[0].steps_done, 9);
+    if (sf_comm_rank(world) == 0) {
+        for (int k = 0; k < 4; k++) {
+            const SfTrainResult *a = k < 2 ? &r[k] : &one[1];
+            double d = rel_diff(a->params, one[0].params, one[0].nparams);
+            ck_assert_msg(d < 1e-5, "P=%d, %s: relative difference %g from P=1",
+                          k < 2 ? sf_comm_size(world) : 1, micro[k % 2], d);
+            ck_assert_double_eq_tol(a->history[2].val_loss, one[0].history[2].val_loss,
+                                    1e-5 * one[0].history[2].val_loss);
+        }
+        /* The running statistics moved: num_batches_tracked counts 9 steps. */
+        ck_assert_float_eq(one[0].params[one[0].nparams - 1], 9.0f);
+    }
+    for (int k = 0; k < 2; k++) {
+        sf_train_result_free(&r[k]);
+        sf_train_result_free(&one[k]);
+    }
+}
+END_TEST
+
 /* batch_size = all on one rank is full-batch gradient descent: the test
  * does the same three steps itself, in double, on softmax regression. */
 START_TEST(test_full_batch_is_gradient_descent)
@@ -575,6 +622,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_loaders_give_identical_bits);
     tcase_add_test(tc, test_micro_batches_match);
     tcase_add_test(tc, test_buckets_keep_the_bits);
+    tcase_add_test(tc, test_batchnorm_is_independent_of_ranks_and_micro_batches);
     tcase_add_test(tc, test_batch_regimes);
     tcase_add_test(tc, test_full_batch_is_gradient_descent);
     tcase_add_test(tc, test_validation_split_holds_out_the_tail);

@@ -2,7 +2,8 @@
  * Adam and AdamW replayed against trajectories PyTorch computed on a tiny
  * model, step for step. test_optim.c checks one hand-worked step of each
  * rule; this checks that 25 steps of the whole update, as the trainer drives
- * it, stay within 1e-5 of torch.optim. The trajectories are text in
+ * it, stay within 1e-5 of torch.optim, for MLPs and for a small CNN with
+ * batch norm (whose running statistics are compared too). The trajectories are text in
  * tests/data/optim_reference.txt, written once by scripts/torch_reference.py
  * (its header says the format), so this test needs no PyTorch. */
 #include <check.h>
@@ -26,12 +27,14 @@ typedef struct RefCase {
     char name[WORD];
     char layers[SF_CONFIG_STR];
     SfConfig cfg;           /* defaults plus the case's `set` assignments */
-    int64_t inputs, steps, rows, nparams;
+    int64_t inputs, steps, rows, nparams, nstats;
+    SfShape shape;          /* (inputs, 1, 1) unless the case gives an image */
     float *x;               /* (rows, inputs) */
     int32_t *labels;        /* (rows,) class ids */
     float *init;            /* (nparams,) before the first step */
     float *loss;            /* (steps,) mean loss of each step, before its update */
     float *params;          /* (nparams,) after the last step */
+    float *stats;           /* (nstats,) batchnorm buffers after it, or NULL */
 } RefCase;
 
 static void ref_case_free(RefCase *rc)
@@ -41,6 +44,7 @@ static void ref_case_free(RefCase *rc)
     free(rc->init);
     free(rc->loss);
     free(rc->params);
+    free(rc->stats);
     memset(rc, 0, sizeof *rc);
 }
 
@@ -107,9 +111,20 @@ static int read_case(FILE *f, RefCase *rc, SfError *err)
     want = "inputs D";
     if ((rc->inputs = read_count(f, "inputs")) < 1)
         goto fail;
-    want = "set COUNT KEY=VALUE...";
-    if ((n = read_count(f, "set")) < 0)
+    rc->shape = (SfShape){rc->inputs, 1, 1};
+    want = "[shape C H W] set COUNT KEY=VALUE...";
+    long long c, h, w;
+    if (next_word(f, word) < 0)
         goto fail;
+    if (!strcmp(word, "shape")) {
+        if (fscanf(f, "%lld %lld %lld", &c, &h, &w) != 3 || c * h * w != rc->inputs ||
+            next_word(f, word) < 0)
+            goto fail;
+        rc->shape = (SfShape){c, h, w};
+    }
+    if (strcmp(word, "set") || fscanf(f, "%lld", &c) != 1)
+        goto fail;
+    n = c;
     for (int64_t i = 0; i < n; i++) {
         if (next_word(f, word) < 0)
             goto fail;
@@ -143,8 +158,15 @@ static int read_case(FILE *f, RefCase *rc, SfError *err)
     if (read_count(f, "params") != rc->nparams ||
         !(rc->params = read_floats(f, rc->nparams)))
         goto fail;
-    want = "end";
-    if (next_word(f, word) < 0 || strcmp(word, "end"))
+    want = "[stats S, then S floats] end";
+    if (next_word(f, word) < 0)
+        goto fail;
+    if (!strcmp(word, "stats")) {
+        if (fscanf(f, "%lld", &c) != 1 || c < 1 ||
+            !(rc->stats = read_floats(f, rc->nstats = c)) || next_word(f, word) < 0)
+            goto fail;
+    }
+    if (strcmp(word, "end"))
         goto fail;
     return 1;
 fail:
@@ -168,8 +190,8 @@ typedef struct Deviation {
 static Deviation replay(const RefCase *rc)
 {
     SfError err = {0};
-    SfModel *m = sf_model_create(rc->layers, (SfShape){rc->inputs, 1, 1},
-                                 rc->cfg.model.loss, rc->rows, &err);
+    SfModel *m = sf_model_create(rc->layers, rc->shape, rc->cfg.model.loss,
+                                 rc->rows, &err);
     ck_assert_msg(m != NULL, "case '%s': %s", rc->name, err.msg);
     const int64_t np = sf_model_nparams(m);
     ck_assert_msg(np == rc->nparams, "case '%s': '%s' has %lld parameters, "
@@ -181,14 +203,18 @@ static Deviation replay(const RefCase *rc)
     ck_assert(ids != NULL);
     for (int64_t i = 0; i < rc->rows; i++)
         ids[i] = i;
+    ck_assert_msg(sf_model_nstate(m) - np == rc->nstats, "case '%s': %lld "
+                  "statistics, the reference %lld", rc->name,
+                  (long long)(sf_model_nstate(m) - np), (long long)rc->nstats);
     float *p = sf_model_params(m), *g = sf_model_grads(m);
+    sf_model_init_params(m, SF_INIT_AUTO, 1); /* batchnorm's running stats */
     memcpy(p, rc->init, (size_t)np * sizeof *p);
     const SfTargets t = {rc->labels, NULL};
     const double clip = rc->cfg.optimizer.clip_norm;
 
     Deviation d = {0.0, 0, 0.0};
     for (int64_t s = 0; s < rc->steps; s++) {
-        SfPass pass = {1, 1, s, ids};
+        SfPass pass = {1, 1, s, ids, NULL, NULL};
         sf_model_zero_grads(m);
         SfLossSums sums = sf_model_train_batch(m, rc->x, rc->rows, t, &pass);
         float scale = 1.0f / (float)rc->rows;
@@ -207,6 +233,10 @@ static Deviation replay(const RefCase *rc)
         double e = fabs((double)p[i] - rc->params[i]);
         diff = e > diff || isnan(e) ? e : diff;
         size = fmax(size, fabs(rc->params[i]));
+    }
+    for (int64_t i = 0; i < rc->nstats; i++) { /* running stats, by the same rule */
+        double e = fabs((double)p[np + i] - rc->stats[i]);
+        diff = e > diff || isnan(e) ? e : diff;
     }
     d.params = diff / size;
     free(ids);

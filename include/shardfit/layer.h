@@ -1,11 +1,18 @@
 /* layer.h: one layer of a model, and the contract every layer kind keeps.
  *
  * Tensors are float32, batch-major and contiguous: (n, c, h, w) with the
- * per-sample shape in SfShape. A dense layer sees (n, c*h*w); conv and pooling
- * layers (later) see the four axes. Parameters and their gradients are views
- * into the model's two flat buffers (model.h), so a layer never allocates
- * them. Layers keep no per-batch state: backward gets the forward input and
- * output back, and anything random (dropout) is recomputed from SfPass. */
+ * per-sample shape in SfShape (NCHW). A dense layer sees (n, c*h*w); conv and
+ * pooling layers see the four axes. A kind owns everything about itself
+ * through its SfLayerOps: parsing its argument, its output shape, its
+ * parameters (their names and shapes in checkpoints, their init fans), and
+ * the workspace it needs; layer.c only maps a token's kind to its ops.
+ *
+ * Parameters, their gradients and the layer's statistics (batchnorm's
+ * running mean) are views into the model's flat blocks (model.h), so a layer
+ * never allocates them. A layer's workspace (l->work) is allocated once by
+ * the model; forward may leave in it what the matching backward needs
+ * (conv's im2col matrix), and nothing else survives a pass. Anything random
+ * (dropout) is recomputed from SfPass. */
 #ifndef SHARDFIT_LAYER_H
 #define SHARDFIT_LAYER_H
 
@@ -17,19 +24,58 @@ typedef struct SfShape {
 
 static inline int64_t sf_shape_size(SfShape s) { return s.c * s.h * s.w; }
 
-/* What a pass needs beyond the tensors: whether it trains, and the
- * coordinates random layers key their masks on. */
+/* Sums per-rank values into the same values on every rank (the trainer
+ * passes its communicator's allreduce; NULL means one rank alone). */
+typedef void (*SfReduceFn)(void *ctx, double *buf, int64_t n);
+
+/* What a pass needs beyond the tensors: whether it trains, the coordinates
+ * random layers key their masks on, and for batch statistics (batchnorm)
+ * the reduction that makes them those of the whole global batch. */
 typedef struct SfPass {
     int training;
     uint64_t seed;
     int64_t step;              /* optimizer step being computed */
     const int64_t *sample_ids; /* global sample index of each of the n rows */
+    SfReduceFn allreduce;      /* NULL: this process holds the whole batch */
+    void *allreduce_ctx;
 } SfPass;
+
+/* One named array of a layer's state, as checkpoints store it. */
+#define SF_LAYER_MAX_PARTS 5
+typedef struct SfLayerPart {
+    const char *name;  /* "weight", "bias", "running_mean", ... */
+    int ndims;
+    int64_t dims[4];   /* its natural shape: dense weight (out, in) */
+    int stat;          /* 0: a trained parameter (gradient, optimizer state);
+                          1: a statistic the layer updates itself */
+    int integer;       /* stored as int64 (num_batches_tracked) */
+} SfLayerPart;
+
+static inline int64_t sf_layer_part_size(const SfLayerPart *p)
+{
+    int64_t n = 1;
+    for (int d = 0; d < p->ndims; d++)
+        n *= p->dims[d];
+    return n;
+}
 
 typedef struct SfLayer SfLayer;
 
+/* How a layer with batch statistics (batchnorm) takes this pass, set by the
+ * model for each pass. WHOLE: the rows are this rank's whole share of the
+ * global batch; forward computes the global statistics (one allreduce) and
+ * uses them, backward likewise its global sums. GATHER: only add this
+ * micro-batch's sums to the layer's accumulator (the output is not used);
+ * FIXED: use what the gathering produced (sf_layer_gathered). */
+typedef enum { SF_BATCH_WHOLE, SF_BATCH_GATHER, SF_BATCH_FIXED } SfBatchMode;
+
 typedef struct SfLayerOps {
     const char *kind; /* "dense", "relu", ...: checkpoint group names use it */
+    /* Sets l->out, parts, fans and work_per_row from l->in and the token's
+     * argument (NULL when the token has none). Returns 0, or -1 with msg
+     * saying what is wrong (the argument, or an input shape that does not
+     * fit). NULL: an argument-free kind that keeps its input shape. */
+    int (*setup)(SfLayer *l, const char *arg, char *msg, int msgsize);
     /* out (n, out) = f(in (n, in)). */
     void (*forward)(const SfLayer *l, const float *in, float *out, int64_t n,
                     const SfPass *pass);
@@ -39,25 +85,59 @@ typedef struct SfLayerOps {
     void (*backward)(const SfLayer *l, const float *in, const float *out,
                      const float *dout, float *din, int64_t n,
                      const SfPass *pass);
+    /* Sets the initial parameters and statistics itself (batchnorm's ones
+     * and zeros). NULL: weights from the He/Glorot draw, zero biases. */
+    void (*init)(SfLayer *l);
+    /* Kinds with batch statistics only (else NULL): starts a gathering
+     * (backward 0: of forward statistics, 1: of backward sums), and ends
+     * one by reducing the sums over the ranks (pass->allreduce) and fixing
+     * them for the FIXED passes that follow. */
+    void (*gather_begin)(SfLayer *l, int backward);
+    void (*gather_end)(SfLayer *l, int backward, const SfPass *pass);
 } SfLayerOps;
 
 struct SfLayer {
     const SfLayerOps *ops;
+    char token[32];      /* as written in model.layers, for messages */
     SfShape in, out;
     int index;           /* position in the model, for per-layer keys */
     int64_t units;       /* dense: output width; conv: filters */
+    int64_t k, stride, pad; /* conv and pooling */
     double rate;         /* dropout rate */
-    int64_t nweight, nbias;
-    float *w, *b;        /* views into the model's parameter block */
-    float *dw, *db;      /* views into the model's gradient block */
+    double fan_in, fan_out; /* for the weight init */
+    int nparts;          /* parts[0], parts[1]: weight and bias, if any */
+    SfLayerPart parts[SF_LAYER_MAX_PARTS];
+    float *data[SF_LAYER_MAX_PARTS]; /* views into the model's state block */
+    float *grad[SF_LAYER_MAX_PARTS]; /* ... and its gradient block (params) */
+    int64_t nweight, nbias; /* sizes of parts 0 and 1 when trained (else 0) */
+    float *w, *b;        /* data[0], data[1] */
+    float *dw, *db;      /* grad[0], grad[1] */
+    int64_t work_per_row; /* floats of workspace per row of a pass */
+    float *work;          /* max_rows * work_per_row floats, or NULL */
+    int64_t nsums;        /* doubles of per-step sums (batch statistics) */
+    double *sums;         /* nsums doubles, or NULL */
+    SfBatchMode fmode, bmode; /* forward's and backward's, set by the model */
 };
 
-/* Parses one token of the `layers` list ("dense:128", "relu", "tanh",
- * "sigmoid", "dropout:0.5", "flatten") and sets l->ops, shapes and parameter
- * counts for input shape in. Returns 0, or -1 with msg (msgsize bytes)
- * saying what is wrong with the token. Parameter pointers are set later. */
+/* Parses one token of the `layers` list ("dense:128", "conv:32:3:1:1",
+ * "maxpool:2", ...) and sets up the layer for input shape in: l->ops,
+ * shapes, parts and workspace size. Returns 0, or -1 with msg (msgsize
+ * bytes) saying what is wrong with the token. Pointers are set later. */
 int sf_layer_setup(SfLayer *l, const char *token, SfShape in,
                    char *msg, int msgsize);
+
+/* Adds a trained part (weight, bias) or a statistic to l; helpers for the
+ * kinds' setup. */
+void sf_layer_add_part(SfLayer *l, const char *name, int stat, int ndims,
+                       const int64_t *dims);
+
+/* Parses "A[:B...]" (arg may be NULL) into at most max positive integers;
+ * returns how many, or -1 if one is not an integer in [1, 2^30] (an
+ * integer in [0, 2^30] where zero_ok has bit i set for position i). */
+int sf_layer_parse_ints(const char *arg, int64_t *v, int max, unsigned zero_ok);
+
+/* "(32, 28, 28)": a shape for messages. */
+const char *sf_shape_str(SfShape s, char *buf, int size);
 
 /* BLAS threads for this process (layer_dense.c is the BLAS gateway). */
 void sf_layer_blas_threads(int n);
@@ -72,8 +152,9 @@ const char *sf_layer_blas_core(void);
  * kernels selected (see layer_dense.c). Returns when nothing is to change. */
 void sf_layer_blas_select_kernels(char **argv);
 
-/* Kinds, one file each: layer_dense.c, layer_activation.c, layer_dropout.c. */
+/* Kinds, one file each (activations share one), listed in layer.c. */
 extern const SfLayerOps sf_layer_dense, sf_layer_relu, sf_layer_tanh,
-    sf_layer_sigmoid, sf_layer_dropout, sf_layer_flatten;
+    sf_layer_sigmoid, sf_layer_dropout, sf_layer_flatten, sf_layer_conv,
+    sf_layer_maxpool, sf_layer_avgpool, sf_layer_batchnorm;
 
 #endif

@@ -22,19 +22,27 @@ typedef struct SfModel SfModel;
 
 /* Builds the model described by `layers` (SPEC §6) for samples of shape
  * input, able to run up to max_rows samples per pass. A layer list that does
- * not parse, or a model without a dense layer, fails with err naming the
- * token (exit 2). Parameters are zero until sf_model_init_params. */
+ * not parse, a layer that does not fit its input, or a model whose last
+ * layer is not dense, fails with err naming the token and the shapes
+ * (exit 2). Parameters are zero until sf_model_init_params. */
 SfModel *sf_model_create(const char *layers, SfShape input, SfLossKind loss,
                          int64_t max_rows, SfError *err);
 void sf_model_free(SfModel *m); /* NULL is fine */
 
 /* He normal (std sqrt(2/fan_in)) or Glorot uniform (limit
- * sqrt(6/(fan_in+fan_out))) weights, zero biases; auto picks He for a dense
- * layer followed by relu. Element i of layer l's weight is drawn from
+ * sqrt(6/(fan_in+fan_out))) weights, zero biases, with the fans each kind
+ * declares (conv: in_c*k*k and out_c*k*k); auto picks He for a layer
+ * followed by relu (a batchnorm between them allowed). Batchnorm starts at
+ * weight 1, bias 0, running mean 0, running variance 1. Element i of layer l's weight is drawn from
  * counters of sf_rng_key(seed, SF_RNG_INIT, l), so every rank agrees. */
 void sf_model_init_params(SfModel *m, SfInitKind init, uint64_t seed);
 
+/* The trained parameters are the first nparams floats of the params block;
+ * the layers' statistics (batchnorm's running mean, variance and count)
+ * follow, nstate floats in all. The optimizer and the gradients cover
+ * nparams; checkpoints, broadcasts and copies of the weights cover nstate. */
 int64_t sf_model_nparams(const SfModel *m);
+int64_t sf_model_nstate(const SfModel *m);
 float *sf_model_params(SfModel *m);
 float *sf_model_grads(SfModel *m);  /* nparams + SF_MODEL_GRAD_TAIL floats */
 void sf_model_zero_grads(SfModel *m);
@@ -44,23 +52,39 @@ int sf_model_nlayers(const SfModel *m);
 const SfLayer *sf_model_layer(const SfModel *m, int i);
 
 /* x (n, input) with n <= max_rows: forward, loss, backward. Adds the
- * per-sample gradient sum into the gradient block; returns the loss sums. */
+ * per-sample gradient sum into the gradient block; returns the loss sums.
+ * Batch statistics (batchnorm) are those of these n rows, reduced over the
+ * ranks by pass->allreduce. */
 SfLossSums sf_model_train_batch(SfModel *m, const float *x, int64_t n,
                                 SfTargets t, const SfPass *pass);
 
 /* Told during backward, last layer first, each time a layer's parameter
- * gradients are final for this batch: the gradients [first, nparams) will
- * not change again in this call. batch holds this batch's loss sums (known
- * before backward starts). The trainer starts gradient buckets from it. */
+ * gradients are final for this step: the gradients [first, nparams) will
+ * not change again. share holds the loss sums of the whole share, known
+ * before the last backward starts. The trainer starts gradient buckets
+ * from it. */
 typedef struct SfGradHook {
-    void (*ready)(void *ctx, int64_t first, SfLossSums batch);
+    void (*ready)(void *ctx, int64_t first, SfLossSums share);
     void *ctx;
 } SfGradHook;
 
-/* sf_model_train_batch, calling hook (NULL: none) as gradients complete. */
-SfLossSums sf_model_train_batch_hooked(SfModel *m, const float *x, int64_t n,
-                                       SfTargets t, const SfPass *pass,
-                                       const SfGradHook *hook);
+/* One rank's share of a global batch: x (n, input), any n >= 0, in
+ * micro-batches of at most micro <= max_rows rows (targets and
+ * pass->sample_ids cover all n rows). Zeroes the gradient block (tail
+ * included), then accumulates the share's gradient sum; returns its loss
+ * sums. split is nonzero when some rank's share in this run can exceed
+ * micro; it must be the same on every rank. With batchnorm in the model,
+ * every rank calls this every step, even with n = 0, and the statistics
+ * are those of the whole global batch whatever micro is (see
+ * train_gathered in model.c for what micro-batches cost then). hook (NULL:
+ * none) rides on the share's last backward; it is not called when n = 0
+ * and the model has no batch statistics. */
+SfLossSums sf_model_train_share(SfModel *m, const float *x, int64_t n,
+                                int64_t micro, int split, SfTargets t,
+                                const SfPass *pass, const SfGradHook *hook);
+
+/* 1 if a layer keeps batch statistics (batchnorm). */
+int sf_model_has_batch_stats(const SfModel *m);
 
 /* Forward and loss only (dropout off). */
 SfLossSums sf_model_eval_batch(SfModel *m, const float *x, int64_t n,

@@ -19,7 +19,8 @@ typedef struct SfTrainResult {
     int64_t epochs_done;      /* complete epochs */
     int64_t steps_done;
     int64_t nparams;
-    float *params;            /* final weights (malloc'd), same on every rank */
+    float *params;            /* final weights and layer statistics (nparams =
+                                 sf_model_nstate floats, malloc'd), same on every rank */
     int64_t nhistory;
     SfEpochMetrics *history;  /* one record per epoch run (malloc'd) */
     SfEpochMetrics final;     /* metrics of the final weights: the last epoch's,

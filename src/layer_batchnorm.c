@@ -1,0 +1,239 @@
+/* layer_batchnorm.c: batch normalisation with the statistics of the WHOLE
+ * global batch, across ranks and micro-batches (SPEC §6), so the weights do
+ * not depend on P or micro_batch.
+ *
+ * Per channel after a conv (over n, h, w), per feature after a dense layer,
+ * with nn.BatchNorm's rules: normalise with the batch mean and the biased
+ * variance, eps 1e-5; running = 0.9 running + 0.1 batch, the running
+ * variance from the unbiased one; num_batches_tracked counts steps.
+ * Validation, eval and predict (pass->training 0) use the running values.
+ *
+ * The global statistics cost two small allreduces per layer and step, as
+ * PyTorch's SyncBatchNorm: forward sums (count, sum x, sum x^2 per channel,
+ * in float within a plane and double across), backward sums (sum dy, sum dy*xhat per channel). With
+ * micro-batches the model gathers these sums over its micro-batches first
+ * (SfBatchMode, model.c); here a layer only adds, reduces and uses them.
+ *
+ * l->sums (doubles, C channels): [0] count, [1, C] sum x, [C+1, 2C] sum x^2;
+ * mean at 2C+1, inverse std at 3C+1; sum dy at 4C+1, sum dy*xhat at 5C+1;
+ * this rank's two backward sums at 6C+1 (scratch). */
+#include "shardfit/layer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define EPS 1e-5
+#define MOMENTUM 0.1
+
+enum { RUNNING_MEAN = 2, RUNNING_VAR = 3, NUM_BATCHES = 4 };
+
+static int64_t channels(const SfLayer *l) { return l->in.c; }
+static int64_t plane(const SfLayer *l) { return l->in.h * l->in.w; }
+
+/* Adds count, sum x and sum x^2 of in (n, C, HW) to s. */
+static void add_forward_sums(const SfLayer *l, const float *in, int64_t n, double *s)
+{
+    const int64_t C = channels(l), HW = plane(l);
+    s[0] += (double)(n * HW);
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t c = 0; c < C; c++) {
+            /* float within one plane (at most a few thousand values, and it
+             * vectorizes), double across planes and ranks */
+            const float *x = in + (b * C + c) * HW;
+            float sum = 0.0f, sq = 0.0f;
+            for (int64_t p = 0; p < HW; p++) {
+                sum += x[p];
+                sq += x[p] * x[p];
+            }
+            s[1 + c] += sum;
+            s[1 + C + c] += sq;
+        }
+}
+
+/* The reduced forward sums into mean and inverse std; running stats. */
+static void finish_forward(const SfLayer *l, const SfPass *pass)
+{
+    const int64_t C = channels(l);
+    double *s = l->sums;
+    if (pass->allreduce)
+        pass->allreduce(pass->allreduce_ctx, s, 1 + 2 * C);
+    const double N = s[0];
+    if (N <= 0.0)
+        return;
+    float *rm = l->data[RUNNING_MEAN], *rv = l->data[RUNNING_VAR];
+    for (int64_t c = 0; c < C; c++) {
+        double mean = s[1 + c] / N;
+        double var = s[1 + C + c] / N - mean * mean;
+        if (var < 0.0)
+            var = 0.0;
+        s[1 + 2 * C + c] = mean;
+        s[1 + 3 * C + c] = 1.0 / sqrt(var + EPS);
+        double unbiased = N > 1.0 ? var * N / (N - 1.0) : var;
+        rm[c] = (float)((1.0 - MOMENTUM) * rm[c] + MOMENTUM * mean);
+        rv[c] = (float)((1.0 - MOMENTUM) * rv[c] + MOMENTUM * unbiased);
+    }
+    l->data[NUM_BATCHES][0] += 1.0f;
+}
+
+/* out = (x - mean) * invstd * gamma + beta, channel by channel. */
+static void normalise(const SfLayer *l, const float *in, float *out, int64_t n,
+                      const double *mean, const double *invstd, int running)
+{
+    const int64_t C = channels(l), HW = plane(l);
+    for (int64_t c = 0; c < C; c++) {
+        double m = running ? l->data[RUNNING_MEAN][c] : mean[c];
+        double is = running ? 1.0 / sqrt((double)l->data[RUNNING_VAR][c] + EPS)
+                            : invstd[c];
+        const float a = (float)(is * l->w[c]);
+        const float b = (float)(l->b[c] - m * is * l->w[c]);
+        for (int64_t i = 0; i < n; i++) {
+            const float *x = in + (i * C + c) * HW;
+            float *y = out + (i * C + c) * HW;
+            for (int64_t p = 0; p < HW; p++)
+                y[p] = x[p] * a + b;
+        }
+    }
+}
+
+static void bn_forward(const SfLayer *l, const float *in, float *out,
+                       int64_t n, const SfPass *pass)
+{
+    const int64_t C = channels(l);
+    if (!pass->training) {
+        normalise(l, in, out, n, NULL, NULL, 1);
+        return;
+    }
+    if (l->fmode == SF_BATCH_GATHER) {
+        add_forward_sums(l, in, n, l->sums);
+        return;
+    }
+    if (l->fmode == SF_BATCH_WHOLE) {
+        memset(l->sums, 0, (size_t)(1 + 2 * C) * sizeof *l->sums);
+        add_forward_sums(l, in, n, l->sums);
+        finish_forward(l, pass);
+    }
+    normalise(l, in, out, n, l->sums + 1 + 2 * C, l->sums + 1 + 3 * C, 0);
+}
+
+/* Adds sum dy and sum dy*xhat per channel to s (2C doubles). */
+static void add_backward_sums(const SfLayer *l, const float *in,
+                              const float *dout, int64_t n, double *s)
+{
+    const int64_t C = channels(l), HW = plane(l);
+    const double *mean = l->sums + 1 + 2 * C, *invstd = l->sums + 1 + 3 * C;
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *x = in + (b * C + c) * HW, *dy = dout + (b * C + c) * HW;
+            const float mu = (float)mean[c];
+            float sdy = 0.0f, sdyx = 0.0f;
+            for (int64_t p = 0; p < HW; p++) {
+                sdy += dy[p];
+                sdyx += dy[p] * (x[p] - mu);
+            }
+            s[c] += sdy;
+            s[C + c] += (double)sdyx * invstd[c];
+        }
+}
+
+/* dgamma, dbeta += this rank's sums; din from the global sums g:
+ * din = gamma invstd (dy - sum dy / N - xhat sum(dy xhat) / N). */
+static void bn_backward(const SfLayer *l, const float *in, const float *out,
+                        const float *dout, float *din, int64_t n,
+                        const SfPass *pass)
+{
+    (void)out;
+    const int64_t C = channels(l), HW = plane(l);
+    double *g = l->sums + 1 + 4 * C;
+    if (l->bmode == SF_BATCH_GATHER) {
+        add_backward_sums(l, in, dout, n, g);
+        return;
+    }
+    double *local = l->sums + 1 + 6 * C;
+    memset(local, 0, (size_t)(2 * C) * sizeof *local);
+    add_backward_sums(l, in, dout, n, local);
+    for (int64_t c = 0; c < C; c++) {
+        l->db[c] += (float)local[c];
+        l->dw[c] += (float)local[C + c];
+    }
+    if (l->bmode == SF_BATCH_WHOLE) {
+        memcpy(g, local, (size_t)(2 * C) * sizeof *g);
+        if (pass->allreduce)
+            pass->allreduce(pass->allreduce_ctx, g, 2 * C);
+    }
+    if (!din)
+        return;
+    const double N = l->sums[0];
+    const double *mean = l->sums + 1 + 2 * C, *invstd = l->sums + 1 + 3 * C;
+    for (int64_t c = 0; c < C; c++) {
+        /* din = k dy - k xhat mdyx - k mdy = k dy - a x - b, in float */
+        const double k = invstd[c] * l->w[c];
+        const double mdy = g[c] / N, mdyx = g[C + c] / N;
+        const float kf = (float)k, a = (float)(k * invstd[c] * mdyx);
+        const float b0 = (float)(k * mdy - k * invstd[c] * mdyx * mean[c]);
+        for (int64_t b = 0; b < n; b++) {
+            const float *x = in + (b * C + c) * HW, *dy = dout + (b * C + c) * HW;
+            float *dx = din + (b * C + c) * HW;
+            for (int64_t p = 0; p < HW; p++)
+                dx[p] = kf * dy[p] - a * x[p] - b0;
+        }
+    }
+}
+
+static void bn_gather_begin(SfLayer *l, int backward)
+{
+    const int64_t C = channels(l);
+    if (backward)
+        memset(l->sums + 1 + 4 * C, 0, (size_t)(2 * C) * sizeof *l->sums);
+    else
+        memset(l->sums, 0, (size_t)(1 + 2 * C) * sizeof *l->sums);
+}
+
+static void bn_gather_end(SfLayer *l, int backward, const SfPass *pass)
+{
+    const int64_t C = channels(l);
+    if (!backward)
+        finish_forward(l, pass);
+    else if (pass->allreduce)
+        pass->allreduce(pass->allreduce_ctx, l->sums + 1 + 4 * C, 2 * C);
+}
+
+static void bn_init(SfLayer *l)
+{
+    const int64_t C = channels(l);
+    for (int64_t c = 0; c < C; c++) {
+        l->w[c] = 1.0f;
+        l->b[c] = 0.0f;
+        l->data[RUNNING_MEAN][c] = 0.0f;
+        l->data[RUNNING_VAR][c] = 1.0f;
+    }
+    l->data[NUM_BATCHES][0] = 0.0f;
+}
+
+/* "batchnorm": weight, bias, running_mean, running_var (C each) and the
+ * scalar num_batches_tracked, stored as int64 as PyTorch does. */
+static int bn_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
+{
+    if (arg) {
+        snprintf(msg, (size_t)msgsize, "batchnorm takes no argument");
+        return -1;
+    }
+    int64_t C = channels(l);
+    sf_layer_add_part(l, "weight", 0, 1, &C);
+    sf_layer_add_part(l, "bias", 0, 1, &C);
+    sf_layer_add_part(l, "running_mean", 1, 1, &C);
+    sf_layer_add_part(l, "running_var", 1, 1, &C);
+    sf_layer_add_part(l, "num_batches_tracked", 1, 0, NULL);
+    l->parts[NUM_BATCHES].integer = 1;
+    l->nsums = 1 + 8 * C;
+    return 0;
+}
+
+const SfLayerOps sf_layer_batchnorm = {
+    .kind = "batchnorm",
+    .setup = bn_setup,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .init = bn_init,
+    .gather_begin = bn_gather_begin,
+    .gather_end = bn_gather_end};

@@ -1,0 +1,195 @@
+/* layer_conv.c: 2-D convolution as im2col plus one sgemm per pass, as in
+ * Caffe's im2col_cpu and PyTorch's slow_conv2d, on OpenBLAS.
+ *
+ * Weight (out_c, in_c, k, k) and bias (out_c), as nn.Conv2d, square kernel,
+ * zero padding on both sides. Viewed as (out_c, K) with K = in_c*k*k, the
+ * weight multiplies the im2col matrix col (K, n*P), P = out_h*out_w, whose
+ * row (c*k + i)*k + j holds input pixel (c, y*s - pad + i, x*s - pad + j) of
+ * output position (y, x) of every sample: one sgemm for the whole batch
+ * instead of n small ones. The product is (out_c, n, P); a block copy puts
+ * it into NCHW. Backward: dW += dY col^T, dcol = W^T dY, col2im adds dcol
+ * back into din. col stays in the workspace from forward to backward, and
+ * dcol overwrites it once dW is done. */
+#include "shardfit/layer.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <string.h>
+
+/* The output columns x in [lo, hi) whose input column x*s - pad + j lies
+ * inside [0, W): the rest read the zero padding. */
+static void inside(int64_t W, int64_t OW, int64_t s, int64_t off,
+                   int64_t *lo, int64_t *hi)
+{
+    *lo = off >= 0 ? 0 : (-off + s - 1) / s;
+    *hi = W - off <= 0 ? 0 : (W - off + s - 1) / s;
+    if (*hi > OW)
+        *hi = OW;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+/* col (K, n*P) from in (n, C, H, W). */
+static void im2col(const SfLayer *l, const float *in, float *col, int64_t n)
+{
+    const int64_t C = l->in.c, H = l->in.h, W = l->in.w, k = l->k;
+    const int64_t s = l->stride, pad = l->pad, OH = l->out.h, OW = l->out.w;
+    const int64_t P = OH * OW, N = n * P;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++) {
+                float *row = col + ((c * k + i) * k + j) * N;
+                int64_t lo, hi;
+                inside(W, OW, s, j - pad, &lo, &hi);
+                for (int64_t b = 0; b < n; b++) {
+                    const float *img = in + (b * C + c) * H * W;
+                    float *dst = row + b * P;
+                    for (int64_t y = 0; y < OH; y++) {
+                        const int64_t iy = y * s - pad + i;
+                        float *d = dst + y * OW;
+                        if (iy < 0 || iy >= H) {
+                            memset(d, 0, (size_t)OW * sizeof *d);
+                            continue;
+                        }
+                        const int64_t base = iy * W + j - pad; /* + x*s >= 0 */
+                        for (int64_t x = 0; x < lo; x++)
+                            d[x] = 0.0f;
+                        if (s == 1)
+                            memcpy(d + lo, img + base + lo, (size_t)(hi - lo) * sizeof *d);
+                        else
+                            for (int64_t x = lo; x < hi; x++)
+                                d[x] = img[base + x * s];
+                        for (int64_t x = hi; x < OW; x++)
+                            d[x] = 0.0f;
+                    }
+                }
+            }
+}
+
+/* din (n, C, H, W) = the sum of col's entries (K, n*P) at their pixels. */
+static void col2im(const SfLayer *l, const float *col, float *din, int64_t n)
+{
+    const int64_t C = l->in.c, H = l->in.h, W = l->in.w, k = l->k;
+    const int64_t s = l->stride, pad = l->pad, OH = l->out.h, OW = l->out.w;
+    const int64_t P = OH * OW, N = n * P;
+    memset(din, 0, (size_t)(n * C * H * W) * sizeof *din);
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++) {
+                const float *row = col + ((c * k + i) * k + j) * N;
+                int64_t lo, hi;
+                inside(W, OW, s, j - pad, &lo, &hi);
+                for (int64_t b = 0; b < n; b++) {
+                    float *img = din + (b * C + c) * H * W;
+                    const float *srcb = row + b * P;
+                    for (int64_t y = 0; y < OH; y++) {
+                        const int64_t iy = y * s - pad + i;
+                        if (iy < 0 || iy >= H)
+                            continue;
+                        const int64_t base = iy * W + j - pad; /* + x*s >= 0 */
+                        const float *src = srcb + y * OW;
+                        for (int64_t x = lo; x < hi; x++)
+                            img[base + x * s] += src[x];
+                    }
+                }
+            }
+}
+
+/* in (n, C, H, W), W (O, K), col (K, n*P), Y = W col (O, n*P), out (n, O, P). */
+static void conv_forward(const SfLayer *l, const float *in, float *out,
+                         int64_t n, const SfPass *pass)
+{
+    (void)pass;
+    const int64_t O = l->units, K = l->in.c * l->k * l->k;
+    const int64_t P = l->out.h * l->out.w, N = n * P;
+    if (n == 0)
+        return;
+    float *col = l->work, *y = l->work + K * N;
+    im2col(l, in, col, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)N, (int)K,
+                1.0f, l->w, (int)K, col, (int)N, 0.0f, y, (int)N);
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t o = 0; o < O; o++) {
+            const float *src = y + o * N + b * P;
+            float *dst = out + (b * O + o) * P;
+            const float bias = l->b[o];
+            for (int64_t p = 0; p < P; p++)
+                dst[p] = src[p] + bias;
+        }
+}
+
+/* dY (O, n*P) from dout (n, O, P); db += its row sums; dW (O, K) += dY col^T;
+ * dcol (K, n*P) = W^T dY into col's place; din = col2im(dcol). */
+static void conv_backward(const SfLayer *l, const float *in, const float *out,
+                          const float *dout, float *din, int64_t n,
+                          const SfPass *pass)
+{
+    (void)in;
+    (void)out;
+    (void)pass;
+    const int64_t O = l->units, K = l->in.c * l->k * l->k;
+    const int64_t P = l->out.h * l->out.w, N = n * P;
+    if (n == 0)
+        return;
+    float *col = l->work, *dy = l->work + K * N;
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t o = 0; o < O; o++) {
+            const float *src = dout + (b * O + o) * P;
+            float *dst = dy + o * N + b * P;
+            float sum = 0.0f;
+            for (int64_t p = 0; p < P; p++) {
+                dst[p] = src[p];
+                sum += src[p];
+            }
+            l->db[o] += sum;
+        }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)N,
+                1.0f, dy, (int)N, col, (int)N, 1.0f, l->dw, (int)K);
+    if (!din)
+        return;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)O,
+                1.0f, l->w, (int)K, dy, (int)N, 0.0f, col, (int)N);
+    col2im(l, col, din, n);
+}
+
+/* "conv:FILTERS:K[:STRIDE[:PAD]]", stride 1 and padding 0 by default. */
+static int conv_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
+{
+    int64_t v[4] = {0, 0, 1, 0};
+    int got = sf_layer_parse_ints(arg, v, 4, 1u << 3);
+    if (got < 2) {
+        snprintf(msg, (size_t)msgsize, "conv needs FILTERS:K[:STRIDE[:PAD]] "
+                 "(positive integers, PAD >= 0), as in conv:32:3:1:1");
+        return -1;
+    }
+    l->units = v[0];
+    l->k = v[1];
+    l->stride = v[2];
+    l->pad = v[3];
+    const int64_t h = l->in.h + 2 * l->pad - l->k, w = l->in.w + 2 * l->pad - l->k;
+    l->out = (SfShape){l->units, h < 0 ? 0 : h / l->stride + 1,
+                       w < 0 ? 0 : w / l->stride + 1};
+    if (h < 0 || w < 0) {
+        char shape[64];
+        snprintf(msg, (size_t)msgsize, "a %lldx%lld kernel with padding %lld "
+                 "does not fit a %lldx%lld image: output would be %s",
+                 (long long)l->k, (long long)l->k, (long long)l->pad,
+                 (long long)l->in.h, (long long)l->in.w,
+                 sf_shape_str((SfShape){l->units, 0, 0}, shape, sizeof shape));
+        return -1;
+    }
+    const int64_t K = l->in.c * l->k * l->k, P = l->out.h * l->out.w;
+    sf_layer_add_part(l, "weight", 0, 4,
+                      (int64_t[]){l->units, l->in.c, l->k, l->k});
+    sf_layer_add_part(l, "bias", 0, 1, &l->units);
+    l->fan_in = (double)K;
+    l->fan_out = (double)(l->units * l->k * l->k);
+    l->work_per_row = (K + l->units) * P;
+    return 0;
+}
+
+const SfLayerOps sf_layer_conv = {
+    .kind = "conv",
+    .setup = conv_setup,
+    .forward = conv_forward,
+    .backward = conv_backward};
