@@ -173,10 +173,23 @@ static const float *forward(SfModel *m, const float *x, int64_t n,
 SfLossSums sf_model_train_batch(SfModel *m, const float *x, int64_t n,
                                 SfTargets t, const SfPass *pass)
 {
+    SfLossSums sums = sf_model_train_forward(m, x, n, t, pass);
+    sf_model_train_backward(m, x, n, pass);
+    return sums;
+}
+
+SfLossSums sf_model_train_forward(SfModel *m, const float *x, int64_t n,
+                                  SfTargets t, const SfPass *pass)
+{
     const float *logits = forward(m, x, n, pass);
+    return sf_loss_compute(m->loss, logits, n, sf_model_output_width(m), t,
+                           m->dbuf[0]);
+}
+
+void sf_model_train_backward(SfModel *m, const float *x, int64_t n,
+                             const SfPass *pass)
+{
     float *dout = m->dbuf[0], *din = m->dbuf[1];
-    SfLossSums sums = sf_loss_compute(m->loss, logits, n,
-                                      sf_model_output_width(m), t, dout);
     for (int i = m->nlayers - 1; i >= 0; i--) {
         const float *in = i > 0 ? m->acts[i - 1] : x;
         m->layers[i].ops->backward(&m->layers[i], in, m->acts[i], dout,
@@ -185,7 +198,6 @@ SfLossSums sf_model_train_batch(SfModel *m, const float *x, int64_t n,
         dout = din;
         din = tmp;
     }
-    return sums;
 }
 
 SfLossSums sf_model_eval_batch(SfModel *m, const float *x, int64_t n,

@@ -48,6 +48,14 @@ const SfLayer *sf_model_layer(const SfModel *m, int i);
 SfLossSums sf_model_train_batch(SfModel *m, const float *x, int64_t n,
                                 SfTargets t, const SfPass *pass);
 
+/* The same in two halves, so each can be timed (phases.h): forward and
+ * loss, keeping the activations and the loss gradient; then backward of
+ * that same x, n and pass, which adds into the gradient block. */
+SfLossSums sf_model_train_forward(SfModel *m, const float *x, int64_t n,
+                                  SfTargets t, const SfPass *pass);
+void sf_model_train_backward(SfModel *m, const float *x, int64_t n,
+                             const SfPass *pass);
+
 /* Forward and loss only (dropout off). */
 SfLossSums sf_model_eval_batch(SfModel *m, const float *x, int64_t n,
                                SfTargets t);
