@@ -36,7 +36,7 @@ static int parse_bytes(const char *s, long long *out)
         unit = 1LL << 20, end++;
     else if (*end == 'G' || *end == 'g')
         unit = 1LL << 30, end++;
-    if (end == s || *end || v < 4 || v > (1LL << 40) / unit)
+    if (end == s || *end || v < 1 || v > (1LL << 40) / unit || v * unit < 4)
         return -1;
     *out = v * unit;
     return 0;

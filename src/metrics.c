@@ -60,6 +60,7 @@ int sf_metrics_append(const char *path, const SfEpochMetrics *m, SfError *err)
     put_number(f, "seconds", m->seconds);
     put_number(f, "samples_per_sec", m->samples_per_sec);
     fprintf(f, ", \"world_size\": %d", m->world_size);
+    put_number(f, "step_seconds", m->step_seconds);
     put_number(f, "compute_seconds", m->compute_seconds);
     put_number(f, "forward_seconds", m->forward_seconds);
     put_number(f, "backward_seconds", m->backward_seconds);

@@ -185,9 +185,24 @@ typedef struct Straggle {
     double compute, steps, waited, caused, lasts, collectives;
 } Straggle;
 
-/* Per rank: compute seconds and steps recorded, seconds it waited in
- * collectives, and seconds the others waited for it (summed over the
- * others, divided by their number). */
+/* Whether event i of rank r lies inside one of that rank's step spans.
+ * A step's span is recorded when it ends, after everything inside it, so
+ * the next step span at or after i is the only candidate. */
+static int in_step(const Gathered *g, int r, int64_t i)
+{
+    const Event *e = &g->ev[r][i];
+    for (int64_t j = i + 1; j < g->head[r].nevents; j++) {
+        const Event *s = &g->ev[r][j];
+        if (s->name == SF_PHASE_STEP)
+            return s->t0 <= e->t0 && e->t1 <= s->t1;
+    }
+    return 0;
+}
+
+/* Per rank: compute seconds and steps recorded, seconds it waited in the
+ * collectives inside steps (start-up skew and evaluation are left out, so
+ * the figures are parts of the step time), and seconds the others waited
+ * for it there (summed over the others, divided by their number). */
 static void straggle(const Gathered *g, Straggle *s)
 {
     int p = g->size;
@@ -199,7 +214,7 @@ static void straggle(const Gathered *g, Straggle *s)
             if (e->name == SF_PHASE_FORWARD || e->name == SF_PHASE_BACKWARD ||
                 e->name == SF_PHASE_OPTIMIZER)
                 s[r].compute += e->t1 - e->t0;
-            if (e->seq < 0)
+            if (e->seq < 0 || !in_step(g, r, i))
                 continue;
             s[r].collectives++;
             s[r].waited += g->waited[r][i];
@@ -282,7 +297,7 @@ static void print_summary(FILE *out, const Gathered *g, const Straggle *s,
                           const char *path)
 {
     fprintf(out, "shardfit: trace written to %s; stragglers over the %.0f traced "
-            "steps (waits in every collective, clocks aligned to rank 0):\n",
+            "steps (waits in the steps' collectives, clocks aligned to rank 0):\n",
             path, s[0].steps);
     fprintf(out, "  rank  host              compute ms/step  waited ms/step  "
             "last in  others waited for it ms/step\n");

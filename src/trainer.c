@@ -366,6 +366,7 @@ static EpochEnd run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m, SfError *e
     m->samples = (int64_t)t->sum_count;
     m->samples_per_sec = t->sum_count / train_seconds;
     const double *pt = t->phases.total;
+    m->step_seconds = pt[SF_PHASE_STEP];
     m->compute_seconds = sf_phases_compute(&t->phases);
     m->forward_seconds = pt[SF_PHASE_FORWARD];
     m->backward_seconds = pt[SF_PHASE_BACKWARD];
@@ -527,6 +528,9 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
         goto done;
     }
     sf_trainer_print_start(&t);
+    /* The clocks start together, so no epoch's seconds hold another rank's
+     * slower set-up (it would show as a wait in the first collective). */
+    sf_comm_barrier(comm);
     t.start = sf_clock();
     snprintf(res->stop_reason, sizeof res->stop_reason, "epochs done");
     res->epochs_done = t.start_epoch;

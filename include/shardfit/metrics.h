@@ -28,6 +28,8 @@ typedef struct SfEpochMetrics {
     /* compute_seconds split (phases.h); not stored in checkpoints, so a
      * resumed run's replayed epochs have them 0. */
     double forward_seconds, backward_seconds, optimizer_seconds;
+    double step_seconds;    /* inside optimizer steps: seconds less the
+                               epoch's permutation broadcast and evaluation */
 } SfEpochMetrics;
 
 /* Seconds on a monotonic clock. */
