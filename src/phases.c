@@ -44,7 +44,7 @@ void sf_phases_end(SfPhases *p, SfPhase ph)
     double now = sf_clock();
     p->total[ph] += now - p->since[ph];
     if (p->trace)
-        sf_trace_span(p->trace, names[ph], p->since[ph], now);
+        sf_trace_span(p->trace, (int)ph, p->since[ph], now);
 }
 
 double sf_phases_compute(const SfPhases *p)

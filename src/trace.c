@@ -48,6 +48,8 @@ struct SfTrace {
     Event *events;
     int64_t n, cap, dropped;
     size_t *counts;  /* rank 0: bytes gathered from each rank */
+    const char *seen[NNAMES]; /* collective names met so far, by address */
+    int seen_index[NNAMES], nseen;
     Header head;
 };
 
@@ -72,6 +74,8 @@ SfTrace *sf_trace_create(SfComm *comm, int64_t first, int64_t last,
         sf_trace_free(tr);
         return NULL;
     }
+    /* Touched now, so no page faults land inside the recorded steps. */
+    memset(tr->events, 0, (size_t)capacity * sizeof(Event));
     tr->comm = comm;
     tr->first = first;
     tr->last = last;
@@ -118,18 +122,32 @@ static int name_index(const char *name, int from)
     return NNAMES - 1;
 }
 
-void sf_trace_span(SfTrace *tr, const char *name, double t0, double t1)
+void sf_trace_span(SfTrace *tr, int phase, double t0, double t1)
 {
     if (tr->active)
-        record(tr, name_index(name, 0), t0, t1, -1);
+        record(tr, phase >= 0 && phase < SF_NPHASES ? phase : NNAMES - 1, t0, t1, -1);
 }
 
 static void on_collective(void *ctx, const char *op, double arrived, double left,
                           int64_t seq)
 {
     SfTrace *tr = ctx;
-    if (tr->active)
-        record(tr, name_index(op, FIRST_COLLECTIVE), arrived, left, seq);
+    if (!tr->active)
+        return;
+    /* comm.c passes the same static strings every time: remember them by
+     * address, so the hot path compares a pointer, not strings. */
+    int name = -1;
+    for (int i = 0; i < tr->nseen && name < 0; i++)
+        if (tr->seen[i] == op)
+            name = tr->seen_index[i];
+    if (name < 0) {
+        name = name_index(op, FIRST_COLLECTIVE);
+        if (tr->nseen < (int)NNAMES) {
+            tr->seen[tr->nseen] = op;
+            tr->seen_index[tr->nseen++] = name;
+        }
+    }
+    record(tr, name, arrived, left, seq);
 }
 
 /* ---- rank 0: matching, summary, JSON -------------------------------------- */

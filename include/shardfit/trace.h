@@ -41,9 +41,9 @@ void sf_trace_free(SfTrace *tr);
 /* The step the next events belong to: recording is on inside the window. */
 void sf_trace_set_step(SfTrace *tr, int64_t step);
 
-/* A span [t0, t1] (sf_clock seconds) named by a static string: one of the
- * phase names of phases.h. Dropped outside the window. */
-void sf_trace_span(SfTrace *tr, const char *name, double t0, double t1);
+/* A span [t0, t1] (sf_clock seconds) of a phase (phases.h's SfPhase, as
+ * an int). Dropped outside the window. */
+void sf_trace_span(SfTrace *tr, int phase, double t0, double t1);
 
 /* Collective. Gathers every rank's events to rank 0, which writes the
  * Chrome-trace JSON to path (a temporary name, then rename, so a reader
