@@ -273,6 +273,7 @@ static int evaluate(SfTrainer *t, SfEpochMetrics *m)
 {
     if (!t->val)
         return 0;
+    const double before = t->phases.total[SF_PHASE_EVAL];
     sf_phases_begin(&t->phases, SF_PHASE_EVAL);
     int64_t off, len;
     sf_loader_block(t->val, &off, &len);
@@ -298,7 +299,7 @@ static int evaluate(SfTrainer *t, SfEpochMetrics *m)
     m->has_val = 1;
     m->val_loss = sums[0] / sums[2];
     m->val_accuracy = sums[1] / sums[2];
-    m->eval_seconds = t->phases.total[SF_PHASE_EVAL];
+    m->eval_seconds = t->phases.total[SF_PHASE_EVAL] - before;
     return 0;
 }
 
