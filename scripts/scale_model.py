@@ -14,6 +14,9 @@ latency of one ring step) and beta (seconds per byte on a link) come from
 ranks, and the ring gives alpha = A / (2 (P - 1)), beta = B P / (2 (P - 1)).
 With overlap the allreduce runs while backward goes on, so up to the
 backward time of the step hides: step = o + s b + max(0, AR - backward(b)).
+The projection keeps each node's share b of the batch (a fixed global batch
+runs out of samples per node long before 1024 nodes) and compares P nodes
+with one node computing the same share.
 """
 import csv
 import math
