@@ -14,10 +14,10 @@
 
 /* The collectives, for the watchdog's message. */
 typedef enum { OP_NONE, OP_AGREE, OP_BCAST, OP_ALLREDUCE, OP_ALLTOALLV,
-               OP_BARRIER, OP_ALLGATHER, OP_GATHER } CommOp;
+               OP_BARRIER, OP_ALLGATHER, OP_GATHER, OP_CLOCK } CommOp;
 static const char *const op_names[] = {"", "status agreement", "broadcast",
                                        "allreduce", "alltoallv", "barrier",
-                                       "allgather", "gather"};
+                                       "allgather", "gather", "clock sync"};
 
 struct SfComm {
     MPI_Comm comm;
@@ -35,6 +35,12 @@ struct SfComm {
     atomic_llong busy_since, epoch, step;
     int64_t f32_allreduces;
     struct Buckets *buckets; /* non-blocking sums, after sf_comm_enable_buckets */
+    /* The trace's hook: told of every collective (comm.h). */
+    SfCommHook hook;
+    void *hook_ctx;
+    CommOp hook_op;
+    long long arrived_ns;
+    int64_t seq; /* collectives made on c */
 };
 
 static long long now_ns(void)
@@ -46,13 +52,20 @@ static long long now_ns(void)
 
 static void watch_begin(SfComm *c, CommOp op)
 {
+    long long now = now_ns();
     atomic_store_explicit(&c->op, (int)op, memory_order_relaxed);
-    atomic_store_explicit(&c->busy_since, now_ns(), memory_order_release);
+    atomic_store_explicit(&c->busy_since, now, memory_order_release);
+    c->seq++;
+    c->hook_op = op;
+    c->arrived_ns = now;
 }
 
 static void watch_end(SfComm *c)
 {
     atomic_store_explicit(&c->busy_since, 0, memory_order_release);
+    if (c->hook)
+        c->hook(c->hook_ctx, op_names[c->hook_op], (double)c->arrived_ns * 1e-9,
+                (double)now_ns() * 1e-9, c->seq);
 }
 
 /* ---- the watchdog --------------------------------------------------------
@@ -513,8 +526,14 @@ void sf_comm_wait_sums(SfComm *c)
     /* A blocking collective between the posts and here (batch statistics
      * summed during backward) ended the deadline the first post armed:
      * arm it again, so the wait is never unwatched. */
-    if (atomic_load_explicit(&c->busy_since, memory_order_acquire) == 0)
+    if (atomic_load_explicit(&c->busy_since, memory_order_acquire) == 0) {
         watch_begin(c, OP_ALLREDUCE);
+    } else {
+        /* The trace's span of the sums is the wait (it must nest in the
+         * step's allreduce phase); the deadline still runs from the post. */
+        c->hook_op = OP_ALLREDUCE;
+        c->arrived_ns = now_ns();
+    }
     b->waiting = 1;
     pthread_cond_signal(&b->work);
     while (b->finished < b->posted)
@@ -709,4 +728,90 @@ void sf_comm_library_version(char *buf, size_t n)
     MPI_Get_version(&major, &minor);
     lib[strcspn(lib, ",\n")] = '\0'; /* "Open MPI v4.1.4, package: ..." */
     snprintf(buf, n, "%s (MPI %d.%d)", lib, major, minor);
+}
+
+void sf_comm_set_hook(SfComm *c, SfCommHook fn, void *ctx)
+{
+    c->hook = fn;
+    c->hook_ctx = ctx;
+}
+
+enum { TAG_PING = 7311, TAG_PONG = 7312 };
+
+void sf_comm_clock_offset(SfComm *c, int rounds, double *offset, double *error)
+{
+    *offset = 0.0;
+    *error = 0.0;
+    watch_begin(c, OP_CLOCK);
+    for (int r = 1; r < c->size; r++) {
+        if (c->rank == 0) {
+            for (int i = 0; i < rounds; i++) {
+                long long ping, pong;
+                MPI_Recv(&ping, 1, MPI_LONG_LONG, r, TAG_PING, c->comm,
+                         MPI_STATUS_IGNORE);
+                pong = now_ns();
+                MPI_Send(&pong, 1, MPI_LONG_LONG, r, TAG_PONG, c->comm);
+            }
+        } else if (c->rank == r) {
+            long long best = -1;
+            for (int i = 0; i < rounds; i++) {
+                long long sent = now_ns(), there;
+                MPI_Send(&sent, 1, MPI_LONG_LONG, 0, TAG_PING, c->comm);
+                MPI_Recv(&there, 1, MPI_LONG_LONG, 0, TAG_PONG, c->comm,
+                         MPI_STATUS_IGNORE);
+                long long back = now_ns(), rtt = back - sent;
+                if (best < 0 || rtt < best) {
+                    best = rtt;
+                    *offset = (double)(there - sent - rtt / 2) * 1e-9;
+                    *error = (double)rtt * 0.5e-9;
+                }
+            }
+        }
+    }
+    MPI_Barrier(c->comm);
+    watch_end(c);
+}
+
+void *sf_comm_gather_bytes(SfComm *c, const void *send, size_t n,
+                           size_t *counts, int *ok)
+{
+    /* MPI counts are int: a trace buffer is far below 2 GiB per rank. */
+    int mine = (int)n, *icounts = NULL, *displs = NULL;
+    char *recv = NULL;
+    int good = 1;
+    if (c->rank == 0) {
+        icounts = malloc((size_t)c->size * sizeof *icounts);
+        displs = malloc((size_t)c->size * sizeof *displs);
+        good = icounts && displs;
+    }
+    watch_begin(c, OP_GATHER);
+    MPI_Bcast(&good, 1, MPI_INT, 0, c->comm);
+    if (good) {
+        MPI_Gather(&mine, 1, MPI_INT, icounts, 1, MPI_INT, 0, c->comm);
+        size_t total = 0;
+        if (c->rank == 0) {
+            for (int r = 0; r < c->size; r++) {
+                displs[r] = (int)total;
+                total += (size_t)icounts[r];
+            }
+            recv = malloc(total ? total : 1);
+            good = recv != NULL;
+        }
+        MPI_Bcast(&good, 1, MPI_INT, 0, c->comm);
+        if (good)
+            MPI_Gatherv(send, mine, MPI_BYTE, recv, icounts, displs, MPI_BYTE, 0,
+                        c->comm);
+    }
+    watch_end(c);
+    if (good && c->rank == 0)
+        for (int r = 0; r < c->size; r++)
+            counts[r] = (size_t)icounts[r];
+    free(icounts);
+    free(displs);
+    *ok = good;
+    if (!good) {
+        free(recv);
+        return NULL;
+    }
+    return recv;
 }

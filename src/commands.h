@@ -14,6 +14,7 @@ int sf_cmd_convert(int argc, char **argv);
 int sf_cmd_inspect(int argc, char **argv);
 int sf_cmd_eval(int argc, char **argv);
 int sf_cmd_predict(int argc, char **argv);
+int sf_cmd_bench_comm(int argc, char **argv);
 
 /* Prints err as "shardfit CMD: error: MSG" and returns err->code. */
 int sf_cli_report(const char *cmd, const SfError *err);

@@ -164,7 +164,9 @@ const ConfigKey config_keys[CONFIG_NKEYS] = {
     { "log", "metrics", KEY_STRING, AT(log.metrics), "metrics.jsonl", ANY, NULL,
       "one JSON object per epoch, in log.dir" },
     { "log", "trace", KEY_STRING, AT(log.trace), "", ANY, NULL,
-      "optional Chrome-trace JSON of per-step phases" },
+      "optional Chrome-trace JSON of per-step phases, one track per rank" },
+    { "log", "trace_steps", KEY_STEPS, AT(log.trace_first), "1:200", ANY, NULL,
+      "which optimizer steps the trace records (FIRST:LAST, 1-based)" },
 };
 
 /* Sets err to "section.key = 'value': WHY" and returns -1. */
@@ -415,6 +417,27 @@ static int parse_milestones(const ConfigKey *k, const char *value, SfConfig *cfg
     return 0;
 }
 
+/* FIRST:LAST into two consecutive int64_t fields. */
+static int parse_steps(const ConfigKey *k, const char *value, int64_t *field,
+                       SfError *err)
+{
+    const char *colon = strchr(value, ':');
+    char first[32];
+    int64_t a = 0, b = 0;
+    size_t len = colon ? (size_t)(colon - value) : 0;
+    if (!colon || len == 0 || len >= sizeof first)
+        return fail(k, value, err, "expected FIRST:LAST, two steps such as '1:200'");
+    memcpy(first, value, len);
+    first[len] = '\0';
+    if (parse_int64(first, &a) != NUM_OK || parse_int64(colon + 1, &b) != NUM_OK)
+        return fail(k, value, err, "expected FIRST:LAST, two integers such as '1:200'");
+    if (a < 1 || b < a)
+        return fail(k, value, err, "needs 1 <= FIRST <= LAST (steps are 1-based)");
+    field[0] = a;
+    field[1] = b;
+    return 0;
+}
+
 /* Strings must survive sf_config_format() and a reload: one INI line, no
  * comment starts, no whitespace the reader would trim. */
 static int parse_string(const ConfigKey *k, const char *value, char *field,
@@ -455,6 +478,7 @@ int config_key_parse(const ConfigKey *k, SfConfig *cfg, const char *value,
     case KEY_ENUM: return parse_enum(k, value, field, err);
     case KEY_BATCH: return parse_batch(k, value, field, err);
     case KEY_MILESTONES: return parse_milestones(k, value, cfg, err);
+    case KEY_STEPS: return parse_steps(k, value, field, err);
     }
     return fail(k, value, err, "bug: key kind %d has no parser", (int)k->kind);
 }
@@ -495,6 +519,10 @@ void config_key_text(const ConfigKey *k, const SfConfig *cfg, char *buf,
     case KEY_MILESTONES:
         milestones_text(cfg->schedule.milestones, cfg->schedule.n_milestones, buf,
                         size);
+        return;
+    case KEY_STEPS:
+        snprintf(buf, size, "%" PRId64 ":%" PRId64, ((const int64_t *)field)[0],
+                 ((const int64_t *)field)[1]);
         return;
     }
     snprintf(buf, size, "?");

@@ -19,7 +19,8 @@ typedef enum {
     KEY_BOOL,       /* int 0/1: true/false, yes/no, on/off, 1/0 */
     KEY_ENUM,       /* an enum stored as int: index into names */
     KEY_BATCH,      /* int64_t >= 1, or 'all' stored as 0 */
-    KEY_MILESTONES  /* schedule.milestones and schedule.n_milestones */
+    KEY_MILESTONES, /* schedule.milestones and schedule.n_milestones */
+    KEY_STEPS       /* FIRST:LAST, two int64_t, 1 <= FIRST <= LAST */
 } ConfigKeyKind;
 
 /* Bounds of an int or double key; none set means any finite value. */
@@ -46,7 +47,7 @@ typedef struct ConfigKey {
  * `key = value` line must fit, or sf_config_format() would not round-trip. */
 #define CONFIG_MAX_LINE 199
 
-#define CONFIG_NKEYS 57
+#define CONFIG_NKEYS 58
 /* Every key, grouped by section in the order SPEC §4 lists them. */
 extern const ConfigKey config_keys[CONFIG_NKEYS];
 

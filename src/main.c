@@ -15,6 +15,7 @@ static const char usage[] =
     "  shardfit convert idx IMAGES[.gz] LABELS[.gz] --out FILE.h5 --group /train\n"
     "  shardfit convert csv FILE.csv --label-column K --out FILE.h5 --group /train\n"
     "  shardfit inspect FILE.h5\n"
+    "  shardfit bench-comm [--min BYTES] [--max BYTES] [--repeat R] [--csv FILE]\n"
     "  shardfit --help | --version\n"
     "\n"
     "train, eval and predict run under `mpirun -np P` (P = 1 also works without mpirun).\n"
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
         return sf_cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect"))
         return sf_cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench-comm"))
+        return sf_cmd_bench_comm(argc - 1, argv + 1);
     fprintf(stderr, "shardfit: error: unknown command '%s'\n%s", cmd, usage);
     return SF_EXIT_INPUT;
 }

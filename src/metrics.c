@@ -60,7 +60,11 @@ int sf_metrics_append(const char *path, const SfEpochMetrics *m, SfError *err)
     put_number(f, "seconds", m->seconds);
     put_number(f, "samples_per_sec", m->samples_per_sec);
     fprintf(f, ", \"world_size\": %d", m->world_size);
+    put_number(f, "step_seconds", m->step_seconds);
     put_number(f, "compute_seconds", m->compute_seconds);
+    put_number(f, "forward_seconds", m->forward_seconds);
+    put_number(f, "backward_seconds", m->backward_seconds);
+    put_number(f, "optimizer_seconds", m->optimizer_seconds);
     put_number(f, "allreduce_seconds", m->allreduce_seconds);
     put_number(f, "data_seconds", m->data_seconds);
     put_number(f, "eval_seconds", m->eval_seconds);

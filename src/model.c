@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shardfit/phases.h"
 #include "shardfit/rng.h"
 
 #define MAX_LAYERS 64
@@ -207,6 +208,19 @@ static const float *forward(SfModel *m, const float *x, int64_t n, int last,
     return in;
 }
 
+/* Brackets a phase of the pass's timers, when it has them. */
+static void phase_begin(const SfPass *pass, SfPhase ph)
+{
+    if (pass->phases)
+        sf_phases_begin(pass->phases, ph);
+}
+
+static void phase_end(const SfPass *pass, SfPhase ph)
+{
+    if (pass->phases)
+        sf_phases_end(pass->phases, ph);
+}
+
 /* A whole forward, the loss, and backward from the last layer down to
  * layer first (0: the whole network). hook (NULL: none) is told as each
  * layer's parameter gradients become final, with before + this batch's
@@ -215,11 +229,14 @@ static SfLossSums forward_backward(SfModel *m, const float *x, int64_t n,
                                    SfTargets t, int first, const SfPass *pass,
                                    const SfGradHook *hook, SfLossSums before)
 {
+    phase_begin(pass, SF_PHASE_FORWARD);
     const float *logits = forward(m, x, n, m->nlayers - 1, pass);
     float *dout = m->dbuf[0], *din = m->dbuf[1];
     SfLossSums sums = sf_loss_compute(m->loss, logits, n,
                                       sf_model_output_width(m), t, dout);
+    phase_end(pass, SF_PHASE_FORWARD);
     SfLossSums share = {before.loss + sums.loss, before.correct + sums.correct};
+    phase_begin(pass, SF_PHASE_BACKWARD);
     for (int i = m->nlayers - 1; i >= first; i--) {
         const SfLayer *l = &m->layers[i];
         const float *in = i > 0 ? m->acts[i - 1] : x;
@@ -230,6 +247,7 @@ static SfLossSums forward_backward(SfModel *m, const float *x, int64_t n,
         dout = din;
         din = tmp;
     }
+    phase_end(pass, SF_PHASE_BACKWARD);
     return sums;
 }
 
@@ -306,8 +324,11 @@ static SfLossSums train_gathered(SfModel *m, const float *x, int64_t n,
                 if (dir)
                     forward_backward(m, c.x, rows, c.t, i, &c.pass, NULL,
                                      (SfLossSums){0.0, 0.0});
-                else
+                else {
+                    phase_begin(pass, SF_PHASE_FORWARD);
                     forward(m, c.x, rows, i, &c.pass);
+                    phase_end(pass, SF_PHASE_FORWARD);
+                }
             }
             l->ops->gather_end(l, dir, pass);
             *(dir ? &l->bmode : &l->fmode) = SF_BATCH_FIXED;

@@ -276,7 +276,8 @@ static int train_step(SfTrainer *t, int64_t s)
     sf_sampler_part(count, t->size, t->rank, &off, &len);
     const int classes = sf_loader_has_classes(t->train);
 
-    double t0 = sf_clock();
+    SfPhases *ph = &t->phases;
+    sf_phases_begin(ph, SF_PHASE_DATA);
     /* A rank whose loader fails still joins the step's allreduce, with the
      * failure flagged in its tail, so all ranks stop here together. */
     int bad_data = sf_loader_fetch(t->train, t->perm + start, count, t->x,
@@ -288,17 +289,17 @@ static int train_step(SfTrainer *t, int64_t s)
         sf_sampler_batch(t->n, t->batch, s + 1, &next_start, &next_count);
         sf_loader_prefetch(t->train, t->perm + next_start, next_count);
     }
-    double t1 = sf_clock();
+    sf_phases_end(ph, SF_PHASE_DATA);
 
     /* Gradient accumulation: micro-batches add into one gradient block;
-     * batch statistics are reduced over the ranks through the pass. With
-     * buckets, the last micro-batch's backward posts each bucket as its
-     * layers finish (last layer first); a rank without samples, or whose
-     * loader failed, posts them all after, so every rank makes the same
-     * collectives. */
+     * batch statistics are reduced over the ranks through the pass, which
+     * also times forward and backward. With buckets, the last micro-batch's
+     * backward posts each bucket as its layers finish (last layer first); a
+     * rank without samples, or whose loader failed, posts them all after, so
+     * every rank makes the same collectives. */
     SfTargets tg = {classes ? t->classes : NULL, classes ? NULL : t->values};
     SfPass pass = {1, t->cfg->train.seed, t->step, t->perm + start + off,
-                   reduce_f64, t->comm};
+                   reduce_f64, t->comm, ph};
     t->bucket_posted = 0;
     BucketHook bh = {t, len, bad_data};
     SfGradHook hook = {bucket_ready, &bh};
@@ -309,17 +310,17 @@ static int train_step(SfTrainer *t, int64_t s)
     float *g = sf_model_grads(t->model);
     if (t->bucket_posted == 0)
         fill_tail(t, sums, len, bad_data);
-    double t2 = sf_clock();
 
-    /* 'allreduce' time is what the step waits for after backward: with
+    /* The allreduce phase is what the step waits for after backward: with
      * buckets, only the part not hidden behind it. */
+    sf_phases_begin(ph, SF_PHASE_ALLREDUCE);
     if (t->nbuckets > 0) {
         post_buckets(t, 0);
         sf_comm_wait_sums(t->comm);
     } else {
         sf_comm_allreduce_sum_f32(t->comm, g, np + SF_MODEL_GRAD_TAIL);
     }
-    double t3 = sf_clock();
+    sf_phases_end(ph, SF_PHASE_ALLREDUCE);
     if (g[np + TAIL_ERROR] > 0.0f)
         return -2;
     if (!isfinite(g[np + TAIL_LOSS])) {
@@ -328,24 +329,23 @@ static int train_step(SfTrainer *t, int64_t s)
     }
 
     /* SPEC §2: the mean gradient over the global batch, whatever the slices. */
+    sf_phases_begin(ph, SF_PHASE_OPTIMIZER);
     float scale = 1.0f / g[np + TAIL_COUNT];
     const double clip = t->cfg->optimizer.clip_norm;
     if (clip > 0.0)
         scale = sf_optim_clip_scale(scale, sf_optim_grad_norm(g, np, scale), clip);
     t->lr = sf_schedule_lr(&t->schedule, t->step);
-    if (sf_optim_step(t->optim, sf_model_params(t->model), g, scale, t->lr)) {
+    int bad_step = sf_optim_step(t->optim, sf_model_params(t->model), g, scale, t->lr);
+    sf_phases_end(ph, SF_PHASE_OPTIMIZER);
+    if (bad_step) {
         t->diverged = "the gradient or the updated weights are not finite";
         return -1;
     }
-    double t4 = sf_clock();
 
     t->sum_loss += g[np + TAIL_LOSS];
     t->sum_correct += g[np + TAIL_CORRECT];
     t->sum_count += g[np + TAIL_COUNT];
     t->stop_requested = g[np + TAIL_STOP] > 0.0f;
-    t->time_data += t1 - t0;
-    t->time_compute += (t2 - t1) + (t4 - t3);
-    t->time_allreduce += t3 - t2;
     t->step++;
     return 0;
 }
@@ -357,7 +357,8 @@ static int evaluate(SfTrainer *t, SfEpochMetrics *m)
 {
     if (!t->val)
         return 0;
-    double t0 = sf_clock();
+    const double before = t->phases.total[SF_PHASE_EVAL];
+    sf_phases_begin(&t->phases, SF_PHASE_EVAL);
     int64_t off, len;
     sf_loader_block(t->val, &off, &len);
     const int classes = sf_loader_has_classes(t->val);
@@ -376,12 +377,13 @@ static int evaluate(SfTrainer *t, SfEpochMetrics *m)
         sums[2] += (double)n;
     }
     sf_comm_allreduce_sum_f64(t->comm, sums, 4);
+    sf_phases_end(&t->phases, SF_PHASE_EVAL);
     if (sums[3] > 0.0)
         return -1;
     m->has_val = 1;
     m->val_loss = sums[0] / sums[2];
     m->val_accuracy = sums[1] / sums[2];
-    m->eval_seconds = sf_clock() - t0;
+    m->eval_seconds = t->phases.total[SF_PHASE_EVAL] - before;
     return 0;
 }
 
@@ -412,14 +414,17 @@ static EpochEnd run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m, SfError *e
     int64_t s = e == t->start_epoch ? t->start_step_in_epoch : 0;
     if (s == 0)
         t->sum_loss = t->sum_correct = t->sum_count = 0.0;
-    t->time_data = t->time_compute = t->time_allreduce = 0.0;
+    sf_phases_reset(&t->phases);
     t->step_in_epoch = s;
     draw_permutation(t, e);
     for (; s < t->steps_per_epoch; s++) {
         if (c->train.max_steps > 0 && t->step >= c->train.max_steps)
             break;
         sf_comm_set_position(t->comm, e + 1, t->step + 1);
+        sf_phases_set_step(&t->phases, t->step + 1);
+        sf_phases_begin(&t->phases, SF_PHASE_STEP);
         int r = train_step(t, s);
+        sf_phases_end(&t->phases, SF_PHASE_STEP);
         if (r)
             return r == -2 ? EPOCH_BAD_DATA : EPOCH_DIVERGED;
         t->step_in_epoch = s + 1;
@@ -445,9 +450,14 @@ static EpochEnd run_epoch(SfTrainer *t, int64_t e, SfEpochMetrics *m, SfError *e
     m->world_size = t->size;
     m->samples = (int64_t)t->sum_count;
     m->samples_per_sec = t->sum_count / train_seconds;
-    m->compute_seconds = t->time_compute;
-    m->allreduce_seconds = t->time_allreduce;
-    m->data_seconds = t->time_data;
+    const double *pt = t->phases.total;
+    m->step_seconds = pt[SF_PHASE_STEP];
+    m->compute_seconds = sf_phases_compute(&t->phases);
+    m->forward_seconds = pt[SF_PHASE_FORWARD];
+    m->backward_seconds = pt[SF_PHASE_BACKWARD];
+    m->optimizer_seconds = pt[SF_PHASE_OPTIMIZER];
+    m->allreduce_seconds = pt[SF_PHASE_ALLREDUCE];
+    m->data_seconds = pt[SF_PHASE_DATA];
     if (evaluate(t, m))
         return EPOCH_BAD_DATA;
     m->seconds = sf_clock() - start;
@@ -595,7 +605,8 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
     memset(res, 0, sizeof *res);
     sf_layer_blas_threads((int)cfg->train.threads);
     int status = agree(&t, setup_local(&t, err), err);
-    if (status || (status = sf_trainer_restore(&t, err)))
+    if (status || (status = sf_trainer_open_trace(&t, err)) ||
+        (status = sf_trainer_restore(&t, err)))
         goto done;
     if (agree(&t, sf_trainer_replay_history(&t, err), err) ||
         agree(&t, plan_buckets(&t, err), err)) {
@@ -603,6 +614,9 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
         goto done;
     }
     sf_trainer_print_start(&t);
+    /* The clocks start together, so no epoch's seconds hold another rank's
+     * slower set-up (it would show as a wait in the first collective). */
+    sf_comm_barrier(comm);
     t.start = sf_clock();
     snprintf(res->stop_reason, sizeof res->stop_reason, "epochs done");
     res->epochs_done = t.start_epoch;
@@ -665,6 +679,12 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
     finish(&t, res);
     sf_trainer_print_end(&t, res);
 done:
+    /* Every path here is taken by all ranks together: the trace is gathered
+     * on failures too, with what it holds. */
+    if (t.trace) {
+        int closed = sf_trainer_close_trace(&t, status ? &(SfError){0} : err);
+        status = status ? status : closed;
+    }
     if (t.start > 0.0) /* training began: say how it ended */
         status = sf_trainer_write_summary(&t, res, status, err);
     teardown(&t);

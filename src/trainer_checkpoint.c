@@ -229,7 +229,17 @@ static int save_local(SfTrainer *t, int64_t epoch, int epoch_end, SfError *err)
     return sf_checkpoint_prune(c->checkpoint.dir, c->checkpoint.keep_last, keep, err);
 }
 
+static int save(SfTrainer *t, int64_t epoch, int epoch_end, SfError *err);
+
 int sf_trainer_save(SfTrainer *t, int64_t epoch, int epoch_end, SfError *err)
+{
+    sf_phases_begin(&t->phases, SF_PHASE_CHECKPOINT);
+    int status = save(t, epoch, epoch_end, err);
+    sf_phases_end(&t->phases, SF_PHASE_CHECKPOINT);
+    return status;
+}
+
+static int save(SfTrainer *t, int64_t epoch, int epoch_end, SfError *err)
 {
     char when[96];
     snprintf(when, sizeof when, "before the checkpoint at step %lld",

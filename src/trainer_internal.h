@@ -11,8 +11,10 @@
 #include "shardfit/metrics.h"
 #include "shardfit/model.h"
 #include "shardfit/optim.h"
+#include "shardfit/phases.h"
 #include "shardfit/schedule.h"
 #include "shardfit/stopping.h"
+#include "shardfit/trace.h"
 #include "shardfit/trainer.h"
 
 /* What the step's allreduce carries after the gradients, in the spare tail
@@ -48,7 +50,8 @@ typedef struct SfTrainer {
     int32_t *classes;
     /* This epoch so far: allreduced sums, and this rank's phase times. */
     double sum_loss, sum_correct, sum_count;
-    double time_data, time_compute, time_allreduce;
+    SfPhases phases;
+    SfTrace *trace;           /* log.trace: NULL when off */
     /* Gradient buckets (comm.bucket_mb > 0 on several ranks): bucket k sums
      * floats [bucket_first[k], bucket_first[k-1]) of the gradient block
      * (bucket 0 up to the end of the tail), posted last layer first;
@@ -97,8 +100,17 @@ int sf_trainer_checkpointing(const SfConfig *cfg);
  * an error naming them, rather than a run that silently ignores them. */
 int sf_trainer_unsupported(const SfConfig *cfg, SfError *err);
 
-/* Rank 0: creates log.dir and starts a fresh metrics file. */
+/* Rank 0: creates log.dir and starts a fresh metrics file (and checks the
+ * trace file can be written). */
 int sf_trainer_open_log(SfTrainer *t, SfError *err);
+
+/* Collective, after setup: with log.trace, the trace recording
+ * trace_steps, attached to t->phases. 0, or the agreed exit status. */
+int sf_trainer_open_trace(SfTrainer *t, SfError *err);
+
+/* Collective: writes the trace (rank 0) and prints the straggler summary;
+ * frees it. No-op without a trace. 0, or the agreed exit status. */
+int sf_trainer_close_trace(SfTrainer *t, SfError *err);
 
 /* Rank 0 prints; other ranks return at once. */
 void sf_trainer_print_start(const SfTrainer *t);

@@ -11,9 +11,8 @@
 
 int sf_trainer_unsupported(const SfConfig *c, SfError *err)
 {
+    (void)c;
     const char *what = NULL;
-    if (c->log.trace[0])
-        what = "log.trace";
     if (what)
         sf_error_set(err, SF_EXIT_INPUT, "%s is not implemented in this version "
                      "of shardfit yet; remove it from the config", what);
@@ -36,6 +35,62 @@ static int make_dirs(const char *path)
     return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
 }
 
+/* log.trace, relative paths inside log.dir as log.metrics. */
+static void trace_path(const SfConfig *c, char *buf, size_t size)
+{
+    if (c->log.trace[0] == '/')
+        snprintf(buf, size, "%s", c->log.trace);
+    else
+        snprintf(buf, size, "%s/%s", c->log.dir, c->log.trace);
+}
+
+int sf_trainer_open_trace(SfTrainer *t, SfError *err)
+{
+    const SfConfig *c = t->cfg;
+    if (!c->log.trace[0])
+        return 0;
+    /* The buffer holds the window's steps: per step a step span, data,
+     * allreduce and optimizer, forward and backward per micro-batch and the
+     * step's collectives (room for 32); per epoch touched, evaluation,
+     * checkpoints and the epoch's own collectives (room for 64). */
+    int64_t last = c->log.trace_last < t->total_steps ? c->log.trace_last
+                                                      : t->total_steps;
+    int64_t steps = last >= c->log.trace_first ? last - c->log.trace_first + 1 : 0;
+    int64_t micro_per_step = (t->slice_max + t->micro - 1) / t->micro;
+    int64_t epochs = steps / t->steps_per_epoch + 2;
+    int64_t cap = steps * (2 * micro_per_step + 36) + epochs * 64 + 256;
+    t->trace = sf_trace_create(t->comm, c->log.trace_first, c->log.trace_last,
+                               cap, err);
+    int first = -1;
+    int status = sf_comm_agree(t->comm, t->trace ? 0 : SF_EXIT_FAILURE, &first);
+    if (status) {
+        if (t->rank != first)
+            err->code = status, err->msg[0] = '\0';
+        sf_trace_free(t->trace);
+        t->trace = NULL;
+        return status;
+    }
+    t->phases.trace = t->trace;
+    return 0;
+}
+
+int sf_trainer_close_trace(SfTrainer *t, SfError *err)
+{
+    char path[2 * SF_CONFIG_STR + 8];
+    trace_path(t->cfg, path, sizeof path);
+    t->phases.trace = NULL;
+    FILE *summary = t->rank == 0 && t->progress.mode != SF_PROGRESS_NONE ? stdout
+                                                                         : NULL;
+    int rc = sf_trace_finish(t->trace, path, summary, err);
+    sf_trace_free(t->trace);
+    t->trace = NULL;
+    int first = -1;
+    int status = sf_comm_agree(t->comm, rc ? (err->code ? err->code : 1) : 0, &first);
+    if (status && t->rank != first)
+        err->code = status, err->msg[0] = '\0';
+    return status;
+}
+
 int sf_trainer_open_log(SfTrainer *t, SfError *err)
 {
     const SfConfig *c = t->cfg;
@@ -47,6 +102,20 @@ int sf_trainer_open_log(SfTrainer *t, SfError *err)
     }
     if (sf_trainer_write_config(t, err))
         return -1;
+    if (c->log.trace[0]) {
+        /* Written at the end: find out now that it cannot be. */
+        char path[2 * SF_CONFIG_STR + 8];
+        trace_path(c, path, sizeof path);
+        snprintf(path + strlen(path), sizeof path - strlen(path), ".tmp");
+        FILE *f = fopen(path, "w");
+        if (!f) {
+            sf_error_set(err, SF_EXIT_INPUT, "log.trace '%s': cannot write: %s",
+                         c->log.trace, strerror(errno));
+            return -1;
+        }
+        fclose(f);
+        remove(path);
+    }
     if (!c->log.metrics[0])
         return 0;
     snprintf(t->metrics_path, sizeof t->metrics_path, "%s/%s", c->log.dir,

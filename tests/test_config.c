@@ -137,6 +137,8 @@ START_TEST(defaults_match_spec)
     ck_assert_int_eq(c.log.progress, SF_PROGRESS_AUTO);
     ck_assert_str_eq(c.log.metrics, "metrics.jsonl");
     ck_assert_str_eq(c.log.trace, "");
+    ck_assert_int_eq(c.log.trace_first, 1);
+    ck_assert_int_eq(c.log.trace_last, 200);
 }
 END_TEST
 
@@ -467,6 +469,26 @@ START_TEST(milestones)
 }
 END_TEST
 
+START_TEST(trace_steps)
+{
+    SfConfig c;
+    SfError err = { 0 };
+    sf_config_defaults(&c);
+    ck_assert_int_eq(sf_config_set(&c, "log.trace_steps=7:7", &err), 0);
+    ck_assert_int_eq(c.log.trace_first, 7);
+    ck_assert_int_eq(c.log.trace_last, 7);
+    char *text = sf_config_format(&c);
+    ck_assert_ptr_nonnull(strstr(text, "trace_steps = 7:7\n"));
+    free(text);
+    expect_set_error("log.trace_steps=5:2", "needs 1 <= FIRST <= LAST");
+    expect_set_error("log.trace_steps=0:10", "needs 1 <= FIRST <= LAST");
+    expect_set_error("log.trace_steps=200", "expected FIRST:LAST");
+    expect_set_error("log.trace_steps=:5", "expected FIRST:LAST");
+    expect_set_error("log.trace_steps=1:x", "two integers");
+    expect_load_error("[log]\ntrace_steps = 3-9\n", 2, "log.trace_steps = '3-9'");
+}
+END_TEST
+
 START_TEST(strings_must_round_trip)
 {
     char set[1200] = "data.path=";
@@ -660,6 +682,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, syntax_errors);
     tcase_add_test(tc, bad_set_syntax);
     tcase_add_test(tc, milestones);
+    tcase_add_test(tc, trace_steps);
     tcase_add_test(tc, strings_must_round_trip);
     tcase_add_test(tc, failed_load_leaves_config);
     tcase_add_test(tc, check_data_keys);

@@ -53,7 +53,7 @@ static double check_gradients(const Problem *pb)
         p[i] += 0.05f * (float)sf_rng_normal(key, (uint64_t)(5000 + i));
     SfTargets t = {pb->float_targets ? NULL : classes,
                    pb->float_targets ? values : NULL};
-    SfPass pass = {pb->training, 5, 17, ids, NULL, NULL};
+    SfPass pass = {pb->training, 5, 17, ids, NULL, NULL, NULL};
 
     sf_model_zero_grads(m);
     sf_model_train_batch(m, x, ROWS, t, &pass);
@@ -184,7 +184,7 @@ START_TEST(test_maxpool_ties_and_floor_mode)
                     7, 3, 1, 7, 9,
                     9, 9, 9, 9, 9};
     float out[2], dout[2] = {1.0f, 10.0f}, din[15];
-    SfPass pass = {1, 0, 0, NULL, NULL, NULL};
+    SfPass pass = {1, 0, 0, NULL, NULL, NULL, NULL};
     l.ops->forward(&l, in, out, 1, &pass);
     ck_assert_float_eq(out[0], 7.0f);
     ck_assert_float_eq(out[1], 7.0f);
@@ -220,7 +220,7 @@ START_TEST(test_batchnorm_micro_batches_equal_whole)
         ids[i] = i;
     }
     SfTargets t = {y, NULL};
-    SfPass pass = {1, 1, 0, ids, NULL, NULL};
+    SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL};
     SfLossSums whole = sf_model_train_share(m[0], x, N, N, 0, t, &pass, NULL);
     SfLossSums parts = sf_model_train_share(m[1], x, N, 3, 1, t, &pass, NULL);
     ck_assert_double_eq_tol(whole.loss, parts.loss, 1e-5 * fabs(whole.loss));

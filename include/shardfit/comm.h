@@ -138,6 +138,33 @@ int sf_comm_count_drifted(SfComm *c, const void *buf, size_t bytes, int *bad,
  * (MPI 3.1)". Not collective. */
 void sf_comm_library_version(char *buf, size_t n);
 
+/* Called after every collective of c, on this rank, with the collective's
+ * name ("allreduce", "alltoallv", ...), the monotonic seconds (sf_clock's
+ * clock) this rank arrived in it and left it, and its sequence number on c
+ * (the same collective has the same number on every rank). The trace
+ * (trace.h) listens here. */
+typedef void (*SfCommHook)(void *ctx, const char *op, double arrived,
+                           double left, int64_t seq);
+
+/* Sets or (fn NULL) clears the hook. Not collective. The cost when unset
+ * is one branch per collective. */
+void sf_comm_set_hook(SfComm *c, SfCommHook fn, void *ctx);
+
+/* Collective. Rank 0's monotonic clock as seen from this rank: rank 0 plays
+ * `rounds` ping-pongs with each other rank in turn, and the round with the
+ * shortest round trip gives offset = rank 0's time - the midpoint of the
+ * local send and receive (NTP's estimate). local + *offset is rank 0's
+ * clock to within *error (half that round trip). Rank 0 gets 0 and 0. */
+void sf_comm_clock_offset(SfComm *c, int rounds, double *offset, double *error);
+
+/* Collective. Concatenates every rank's n bytes in rank order into a
+ * malloc'd block on rank 0 (returned; the caller frees) and each rank's
+ * count into counts[size] there; NULL elsewhere. When rank 0 cannot
+ * allocate, every rank returns NULL having sent nothing (*ok = 0 on all
+ * ranks); else *ok = 1. */
+void *sf_comm_gather_bytes(SfComm *c, const void *send, size_t n,
+                           size_t *counts, int *ok);
+
 /* Ends every rank of the job now with the given exit status (not collective). */
 void sf_comm_abort(SfComm *c, int status);
 

@@ -99,6 +99,7 @@ typedef struct SfConfig {
         SfProgress progress;
         char metrics[SF_CONFIG_STR];
         char trace[SF_CONFIG_STR];
+        int64_t trace_first, trace_last; /* trace_steps = FIRST:LAST, 1-based */
     } log;
 } SfConfig;
 

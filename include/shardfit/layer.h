@@ -28,6 +28,8 @@ static inline int64_t sf_shape_size(SfShape s) { return s.c * s.h * s.w; }
  * passes its communicator's allreduce; NULL means one rank alone). */
 typedef void (*SfReduceFn)(void *ctx, double *buf, int64_t n);
 
+struct SfPhases;
+
 /* What a pass needs beyond the tensors: whether it trains, the coordinates
  * random layers key their masks on, and for batch statistics (batchnorm)
  * the reduction that makes them those of the whole global batch. */
@@ -38,6 +40,7 @@ typedef struct SfPass {
     const int64_t *sample_ids; /* global sample index of each of the n rows */
     SfReduceFn allreduce;      /* NULL: this process holds the whole batch */
     void *allreduce_ctx;
+    struct SfPhases *phases;   /* times forward and backward (phases.h); NULL: not */
 } SfPass;
 
 /* One named array of a layer's state, as checkpoints store it. */

@@ -25,6 +25,11 @@ typedef struct SfEpochMetrics {
     double samples_per_sec; /* training samples / training seconds */
     int world_size;
     double compute_seconds, allreduce_seconds, data_seconds, eval_seconds;
+    /* compute_seconds split (phases.h); not stored in checkpoints, so a
+     * resumed run's replayed epochs have them 0. */
+    double forward_seconds, backward_seconds, optimizer_seconds;
+    double step_seconds;    /* inside optimizer steps: seconds less the
+                               epoch's permutation broadcast and evaluation */
 } SfEpochMetrics;
 
 /* Seconds on a monotonic clock. */

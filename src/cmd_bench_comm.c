@@ -1,0 +1,204 @@
+/* cmd_bench_comm.c: `shardfit bench-comm [--min BYTES] [--max BYTES]
+ * [--repeat R] [--csv FILE]`: how long MPI_Allreduce of a float sum takes on
+ * these ranks and links, from 4 KiB to 64 MiB by powers of two, and the
+ * latency-bandwidth line through it.
+ *
+ * The numbers calibrate the scaling model of scripts/scale --project: an
+ * allreduce of n bytes takes alpha + beta * n. Each time is the slowest
+ * rank's (an allreduce ends for the job when it ends on the last rank),
+ * after a barrier, and the median of the repeats is kept, so one slow
+ * repeat on a shared machine does not move it. The line is fitted by least
+ * squares on relative error, so the small sizes fix alpha and the large ones
+ * beta, rather than the largest size deciding both. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "shardfit/comm.h"
+#include "shardfit/metrics.h"
+
+typedef struct Options {
+    long long min, max;
+    int repeat;
+    const char *csv;
+} Options;
+
+/* "4096", "4K", "64M", "1G" (binary units). */
+static int parse_bytes(const char *s, long long *out)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    long long unit = 1;
+    if (*end == 'K' || *end == 'k')
+        unit = 1LL << 10, end++;
+    else if (*end == 'M' || *end == 'm')
+        unit = 1LL << 20, end++;
+    else if (*end == 'G' || *end == 'g')
+        unit = 1LL << 30, end++;
+    if (end == s || *end || v < 1 || v > (1LL << 40) / unit || v * unit < 4)
+        return -1;
+    *out = v * unit;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, Options *o)
+{
+    *o = (Options){4LL << 10, 64LL << 20, 20, NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--min") && v && !parse_bytes(v, &o->min))
+            i++;
+        else if (!strcmp(a, "--max") && v && !parse_bytes(v, &o->max))
+            i++;
+        else if (!strcmp(a, "--repeat") && v && atoi(v) >= 1 && atoi(v) <= 1000)
+            o->repeat = atoi(v), i++;
+        else if (!strcmp(a, "--csv") && v)
+            o->csv = v, i++;
+        else
+            return sf_cli_usage_error("bench-comm", "bad argument '%s' (usage: "
+                                      "shardfit bench-comm [--min BYTES] [--max BYTES] "
+                                      "[--repeat R] [--csv FILE]; BYTES like 4K, 64M)",
+                                      a);
+    }
+    if (o->min > o->max)
+        return sf_cli_usage_error("bench-comm", "--min %lld is larger than --max %lld",
+                                  o->min, o->max);
+    return 0;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The slowest rank's seconds for one allreduce of n floats, per repeat:
+ * up to `repeat` of them, fewer once a size has taken 2 s (64 MiB over a
+ * 1 Gb/s link takes most of a second). The decision uses allreduced
+ * times, so every rank stops alike. Returns the count kept in t. */
+static int time_size(SfComm *c, float *buf, int64_t n, int repeat, double *t)
+{
+    for (int w = 0; w < 2; w++)
+        sf_comm_allreduce_sum_f32(c, buf, n);
+    double spent = 0.0;
+    int k = 0;
+    while (k < repeat && (k < 3 || spent < 2.0)) {
+        sf_comm_barrier(c);
+        double t0 = sf_clock();
+        sf_comm_allreduce_sum_f32(c, buf, n);
+        double dt = sf_clock() - t0;
+        sf_comm_allreduce_max_f64(c, &dt, 1);
+        t[k++] = dt;
+        spent += dt;
+    }
+    return k;
+}
+
+/* Least squares of t = alpha + beta * bytes on relative error (weights
+ * 1/t^2). */
+static void fit(const double *bytes, const double *t, int n, double *alpha,
+                double *beta)
+{
+    double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < n; i++) {
+        double w = 1.0 / (t[i] * t[i]);
+        sw += w;
+        sx += w * bytes[i];
+        sy += w * t[i];
+        sxx += w * bytes[i] * bytes[i];
+        sxy += w * bytes[i] * t[i];
+    }
+    double det = sw * sxx - sx * sx;
+    *beta = det != 0.0 ? (sw * sxy - sx * sy) / det : 0.0;
+    *alpha = (sy - *beta * sx) / sw;
+}
+
+int sf_cmd_bench_comm(int argc, char **argv)
+{
+    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: shardfit bench-comm [--min BYTES] [--max BYTES] [--repeat R] "
+               "[--csv FILE]\ntimes MPI_Allreduce (float sum) from --min (4K) to "
+               "--max (64M) bytes by powers of two, the median of R (20) repeats "
+               "of the slowest rank's time, and fits t = alpha + beta * bytes; "
+               "run under mpirun -np P\n");
+        return SF_EXIT_OK;
+    }
+    Options o;
+    int status = parse_args(argc, argv, &o);
+    if (status)
+        return status;
+    SfComm *comm = sf_comm_init(&argc, &argv);
+    if (!comm) {
+        fprintf(stderr, "shardfit bench-comm: error: MPI could not start\n");
+        return SF_EXIT_FAILURE;
+    }
+    int rank = sf_comm_rank(comm), p = sf_comm_size(comm);
+    float *buf = calloc((size_t)(o.max / 4), sizeof(float));
+    double *t = malloc((size_t)o.repeat * sizeof *t);
+    double bytes[48], median[48];
+    FILE *csv = NULL;
+    SfError err = {0};
+    if (!buf || !t)
+        sf_error_set(&err, SF_EXIT_FAILURE, "out of memory for a %lld-byte buffer",
+                     o.max);
+    else if (rank == 0 && o.csv && !(csv = fopen(o.csv, "w")))
+        sf_error_set(&err, SF_EXIT_INPUT, "--csv '%s': cannot write", o.csv);
+    int first = -1;
+    status = sf_comm_agree(comm, err.code, &first);
+    if (status) {
+        if (rank == first)
+            sf_cli_report("bench-comm", &err);
+        goto done;
+    }
+    if (rank == 0) {
+        printf("shardfit bench-comm: MPI_Allreduce, float sum, %d rank%s; median "
+               "of up to %d repeats of the slowest rank's time\n", p,
+               p == 1 ? "" : "s", o.repeat);
+        printf("%12s %12s %12s %12s %8s %12s\n", "bytes", "median_us", "min_us",
+               "max_us", "repeats", "algbw_GB/s");
+        if (csv)
+            fprintf(csv, "ranks,bytes,median_s,min_s,max_s,repeats\n");
+    }
+    int n = 0;
+    for (long long b = o.min; b <= o.max && n < 48; b *= 2, n++) {
+        int k = time_size(comm, buf, b / 4, o.repeat, t);
+        qsort(t, (size_t)k, sizeof *t, by_value);
+        double med = k % 2 ? t[k / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
+        bytes[n] = (double)(b / 4 * 4);
+        median[n] = med;
+        if (rank != 0)
+            continue;
+        printf("%12.0f %12.1f %12.1f %12.1f %8d %12.3f\n", bytes[n], med * 1e6,
+               t[0] * 1e6, t[k - 1] * 1e6, k, bytes[n] / med / 1e9);
+        if (csv)
+            fprintf(csv, "%d,%.0f,%.9g,%.9g,%.9g,%d\n", p, bytes[n], med, t[0],
+                    t[k - 1], k);
+        fflush(stdout);
+    }
+    if (rank == 0) {
+        double alpha, beta;
+        fit(bytes, median, n, &alpha, &beta);
+        printf("fit: alpha = %.2f us (latency), beta = %.4g ns/byte (%.3f GB/s "
+               "of buffer)\n", alpha * 1e6, beta * 1e9, beta > 0 ? 1e-9 / beta : 0.0);
+        if (p > 1)
+            printf("as a ring allreduce (2(P-1) steps, 2(P-1)/P of the bytes per "
+                   "rank): alpha per step = %.2f us, link = %.3f Gb/s\n",
+                   alpha / (2.0 * (p - 1)) * 1e6,
+                   beta > 0 ? 8e-9 * 2.0 * (p - 1) / p / beta : 0.0);
+        else
+            printf("one rank: nothing crosses a link; run under mpirun -np P\n");
+    }
+    if (csv && fclose(csv)) {
+        fprintf(stderr, "shardfit bench-comm: error: --csv '%s': write failed\n", o.csv);
+        status = SF_EXIT_FAILURE;
+    }
+    csv = NULL;
+done:
+    if (csv)
+        fclose(csv);
+    free(buf);
+    free(t);
+    sf_comm_free(comm);
+    return status;
+}
