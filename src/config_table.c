@@ -153,7 +153,7 @@ const ConfigKey config_keys[CONFIG_NKEYS] = {
 
     { "comm", "timeout", KEY_DOUBLE, AT(comm.timeout), "600", GT(0), NULL,
       "seconds a collective may wait before the job is aborted" },
-    { "comm", "bucket_mb", KEY_DOUBLE, AT(comm.bucket_mb), "0.25", GE(0), NULL,
+    { "comm", "bucket_mb", KEY_DOUBLE, AT(comm.bucket_mb), "0", GE(0), NULL,
       "MiB per gradient bucket, summed while backward goes on; 0: one "
       "allreduce after backward" },
 
