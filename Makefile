@@ -75,8 +75,9 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testutil.o $(BUILD)/libshard
 
 # What the tests start for real: network-namespace hosts (iproute2, ping),
 # a one-node Slurm cluster, h5py for comparing checkpoints, matplotlib for
-# scripts/plot-curves and PyTorch for the round trip of tests/cli_torch.sh.
-TEST_DEPS := iproute2 iputils-ping python3-h5py python3-numpy slurm-wlm munge \
+# scripts/plot-curves, PyTorch for the round trip of tests/cli_torch.sh, and
+# Fashion-MNIST for README's commands (tests/cli_readme.sh).
+TEST_DEPS := iproute2 iputils-ping python3-h5py python3-numpy slurm-wlm munge dataset-fashion-mnist \
              python3-matplotlib python3-torch
 
 test: deps

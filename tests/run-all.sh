@@ -58,9 +58,10 @@ done
 for s in tests/cli_*.sh; do
     [ -f "$s" ] || continue
     # The cluster tests (namespace hosts, Slurm) test launchers and networks,
-    # not our memory use: the sanitizer pass runs every other test on the
-    # same code and skips them, to stay within CI's time.
-    case "$BUILD:$s" in build-asan:*multihost*|build-asan:*slurm*)
+    # and the README test the guide's commands, not our memory use: the
+    # sanitizer pass runs every other test on the same code and skips them,
+    # to stay within CI's time.
+    case "$BUILD:$s" in build-asan:*multihost*|build-asan:*slurm*|build-asan:*readme*)
         echo "== $s: skipped in the sanitizer build"; continue ;; esac
     echo "== $s"
     ASAN_OPTIONS="$mpi_asan" timeout 600 sh "$s" >"$tmp/out" 2>&1
