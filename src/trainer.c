@@ -121,7 +121,7 @@ static int allocate_buffers(SfTrainer *t, SfError *err)
 static int setup_local(SfTrainer *t, SfError *err)
 {
     const SfConfig *c = t->cfg;
-    if (sf_trainer_unsupported(c, err) || open_data(t, err) || plan(t, err))
+    if (open_data(t, err) || plan(t, err))
         return -1;
     int64_t rows = t->micro > t->eval_rows ? t->micro : t->eval_rows;
     t->model = sf_model_create(c->model.layers, sf_loader_sample_shape(t->train),

@@ -96,10 +96,6 @@ int sf_trainer_save(SfTrainer *t, int64_t epoch, int epoch_end, SfError *err);
 /* Whether checkpoints are written at all (every_epochs or every_steps). */
 int sf_trainer_checkpointing(const SfConfig *cfg);
 
-/* Settings this version accepts in the config but cannot honour yet:
- * an error naming them, rather than a run that silently ignores them. */
-int sf_trainer_unsupported(const SfConfig *cfg, SfError *err);
-
 /* Rank 0: creates log.dir and starts a fresh metrics file (and checks the
  * trace file can be written). */
 int sf_trainer_open_log(SfTrainer *t, SfError *err);

@@ -9,16 +9,6 @@
 
 #include "trainer_internal.h"
 
-int sf_trainer_unsupported(const SfConfig *c, SfError *err)
-{
-    (void)c;
-    const char *what = NULL;
-    if (what)
-        sf_error_set(err, SF_EXIT_INPUT, "%s is not implemented in this version "
-                     "of shardfit yet; remove it from the config", what);
-    return what ? -1 : 0;
-}
-
 /* mkdir -p; 0 or -1 with errno set. */
 static int make_dirs(const char *path)
 {
