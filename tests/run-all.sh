@@ -13,17 +13,17 @@ passed=0; failed=0; broken=""
 
 # Adds one Check summary ("...Checks: 12, Failures: 1, Errors: 0") per line.
 count_check() {
-    out=$1; name=$2
+    out=$1; what=$2
     lines=$(grep -E 'Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$out")
     if [ -z "$lines" ]; then
-        failed=$((failed + 1)); broken="$broken $name"; return
+        failed=$((failed + 1)); broken="$broken $what"; return
     fi
     while read -r l; do
         c=$(echo "$l" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
         f=$(echo "$l" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
         e=$(echo "$l" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
         passed=$((passed + c - f - e)); failed=$((failed + f + e))
-        [ $((f + e)) -gt 0 ] && broken="$broken $name"
+        [ $((f + e)) -gt 0 ] && broken="$broken $what"
     done <<LINES
 $lines
 LINES
