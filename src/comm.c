@@ -256,13 +256,31 @@ static void *watchdog_main(void *arg)
 {
     SfComm *c = arg;
     double tick = c->timeout / 10.0 < 0.2 ? c->timeout / 10.0 : 0.2;
+    /* Time this process itself did not run (SIGSTOP, then the SIGCONT that
+     * precedes mpirun's kill, or a starved machine) is not the others'
+     * fault: a tick that took far longer than asked is taken off the
+     * current collective's wait, so a rank that was stopped does not wake
+     * up and blame the ranks that waited for it. */
+    long long last = now_ns(), seen = 0, excused = 0;
+    const long long gap = (long long)((tick * 5.0 > 1.0 ? tick * 5.0 : 1.0) * 1e9);
     while (!atomic_load(&c->quit)) {
         nap(tick);
+        long long now = now_ns(), slept = now - last;
+        last = now;
         answer_roll_calls(c);
         long long since = atomic_load_explicit(&c->busy_since, memory_order_acquire);
+        long long lost = slept > gap ? slept - (long long)(tick * 1e9) : 0;
+        if (since != seen) {
+            /* A collective begun during the lost time has lost only what
+             * came after its start. */
+            seen = since;
+            excused = since && lost > now - since ? now - since : lost;
+        } else if (since) {
+            excused += lost;
+        }
         if (!since)
             continue;
-        double waited = (double)(now_ns() - since) * 1e-9;
+        double waited = (double)(now - since - excused) * 1e-9;
         if (waited > c->timeout)
             roll_call(c, waited);
     }
