@@ -112,8 +112,15 @@ cfg limit
 sed -i 's/^epochs = 2/epochs = 100000/' "$tmp/limit.ini"
 submit limit -n 2 --time=1 --signal=B:USR1@58
 t0=$(now)
-while ! grep -q "resuming from" "$tmp/limit.out" 2>/dev/null && within "$(elapsed "$t0" "$(now)")" 120; do
-    [ "$(state "$jid")" = PENDING ] && scontrol update JobId="$jid" StartTime=now 2>/dev/null
+lifted=0
+while ! grep -q "resuming from" "$tmp/limit.out" 2>/dev/null && within "$(elapsed "$t0" "$(now)")" 150; do
+    # Once the job has requeued itself (not while it first waits to start),
+    # as the elastic case does: hold, StartTime=now, release.
+    if [ $lifted -eq 0 ] && grep -q "requeueing job" "$tmp/limit.out" 2>/dev/null &&
+       [ "$(state "$jid")" = PENDING ]; then
+        scontrol hold "$jid" && scontrol update JobId="$jid" StartTime=now &&
+            scontrol release "$jid" && lifted=1
+    fi
     sleep 0.5
 done
 took=$(elapsed "$t0" "$(now)")
