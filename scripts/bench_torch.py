@@ -35,46 +35,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-
-def build(layers, shape):
-    """nn.Sequential for a shardfit layers string; shape is (C, H, W)."""
-    mods = []
-    c, h, w = shape
-    for tok in layers.split():
-        kind, *args = tok.split(":")
-        a = [float(x) if kind == "dropout" else int(x) for x in args]
-        if kind == "dense":
-            if h * w != 1:
-                mods.append(nn.Flatten())
-            mods.append(nn.Linear(c * h * w, a[0]))
-            c, h, w = a[0], 1, 1
-        elif kind == "relu":
-            mods.append(nn.ReLU())
-        elif kind == "tanh":
-            mods.append(nn.Tanh())
-        elif kind == "sigmoid":
-            mods.append(nn.Sigmoid())
-        elif kind == "dropout":
-            mods.append(nn.Dropout(a[0]))
-        elif kind == "flatten":
-            mods.append(nn.Flatten())
-            c, h, w = c * h * w, 1, 1
-        elif kind == "conv":
-            f, k = a[0], a[1]
-            s = a[2] if len(a) > 2 else 1
-            p = a[3] if len(a) > 3 else 0
-            mods.append(nn.Conv2d(c, f, k, s, p))
-            c, h, w = f, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        elif kind in ("maxpool", "avgpool"):
-            k = a[0]
-            s = a[1] if len(a) > 1 else k
-            mods.append((nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(k, s))
-            h, w = (h - k) // s + 1, (w - k) // s + 1
-        elif kind == "batchnorm":
-            mods.append(nn.BatchNorm2d(c) if h * w != 1 else nn.BatchNorm1d(c))
-        else:
-            sys.exit(f"bench_torch: unknown layer '{tok}'")
-    return nn.Sequential(*mods)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from shardfit_torch import LayersError, fresh_sequential, parse_layers  # noqa: E402
 
 
 def worker(rank, args, feats, labels):
@@ -89,7 +51,7 @@ def worker(rank, args, feats, labels):
     elif len(shape) == 1:
         shape = (shape[0], 1, 1)
     conv = any(t.split(":")[0] in ("conv", "maxpool", "avgpool") for t in args.layers.split())
-    model = build(args.layers, shape)
+    model = fresh_sequential(args.layers, shape)
     if procs > 1:
         model = nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -147,6 +109,10 @@ def main():
     p.add_argument("--procs", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
+    try:
+        parse_layers(args.layers)
+    except LayersError as e:
+        sys.exit(f"bench_torch: {e}")
     with h5py.File(args.data, "r") as f:
         feats = f[args.features][:]
         labels = f[args.labels][:]

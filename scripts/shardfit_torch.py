@@ -145,6 +145,42 @@ def build(layers, params):
     return env["model"]
 
 
+def fresh_sequential(layers, shape):
+    """A freshly initialised nn.Sequential (PyTorch's own init) for a layers
+    string and a (C, H, W) sample shape, for benchmarks that need the same
+    network without a checkpoint: dense flattens what is not a vector."""
+    import torch.nn as tnn
+    mods = []
+    c, h, w = shape
+    for _, kind, a in parse_layers(layers):
+        if kind == "dense":
+            if h * w != 1:
+                mods.append(tnn.Flatten())
+            mods.append(tnn.Linear(c * h * w, a[0]))
+            c, h, w = a[0], 1, 1
+        elif kind == "flatten":
+            mods.append(tnn.Flatten())
+            c, h, w = c * h * w, 1, 1
+        elif kind == "conv":
+            f, k = a[0], a[1]
+            s = a[2] if len(a) > 2 else 1
+            p = a[3] if len(a) > 3 else 0
+            mods.append(tnn.Conv2d(c, f, k, s, p))
+            c, h, w = f, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        elif kind in ("maxpool", "avgpool"):
+            k = a[0]
+            s = a[1] if len(a) > 1 else k
+            mods.append((tnn.MaxPool2d if kind == "maxpool" else tnn.AvgPool2d)(k, s))
+            h, w = (h - k) // s + 1, (w - k) // s + 1
+        elif kind == "batchnorm":
+            mods.append(tnn.BatchNorm2d(c) if h * w != 1 else tnn.BatchNorm1d(c))
+        elif kind == "dropout":
+            mods.append(tnn.Dropout(a[0]))
+        else:
+            mods.append({"relu": tnn.ReLU, "tanh": tnn.Tanh, "sigmoid": tnn.Sigmoid}[kind]())
+    return tnn.Sequential(*mods)
+
+
 def state_dict(params):
     """params ({"LL_kind": {part: array}}) as a state_dict of torch tensors."""
     import torch
