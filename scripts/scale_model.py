@@ -3,20 +3,32 @@
 A data-parallel step on P ranks with global batch B and a gradient of n bytes
 is modelled as
 
-    step(P) = o + s * ceil(B / P) + allreduce(P, n)
+    step(P) = c(P) (o + s ceil(B / P)) + allreduce(P, n) + exchange(P)
     allreduce(P, n) = 2 (P - 1) alpha + 2 (P - 1) / P * n * beta   (a ring)
 
 o is the per-step cost that does not shrink with P (the optimizer updates
 every weight on every rank), s the time per sample of data, forward and
-backward on one rank; both come from the sweep's 1-rank points. alpha (the
-latency of one ring step) and beta (seconds per byte on a link) come from
-`shardfit bench-comm` over the same hosts: it measures t(n) = A + B n at P
-ranks, and the ring gives alpha = A / (2 (P - 1)), beta = B P / (2 (P - 1)).
-With overlap the allreduce runs while backward goes on, so up to the
-backward time of the step hides: step = o + s b + max(0, AR - backward(b)).
-The projection keeps each node's share b of the batch (a fixed global batch
-runs out of samples per node long before 1024 nodes) and compares P nodes
-with one node computing the same share.
+backward on one rank; both come from the sweep's 1-rank points. c(P) is the
+CPU contention of the sweep's machine: ranks that share one machine's cores
+(local, and the namespace hosts, which all run on this machine) get
+cores / (ranks x BLAS threads) of a core each, so c = max(1, ranks x
+threads / cores); for a hostfile the nodes are taken to have a core per
+rank (c = 1). exchange(P) is the shard loader's alltoallv of the step's
+samples: a message latency alpha per peer, min(P - 1, B / P) peers (its
+bytes, a few kB, are negligible).
+
+alpha and beta come from `shardfit bench-comm` run at every P of the sweep
+over the same hosts, because the same link costs more per byte at 3 ranks
+than at 2 (more hops, and on one machine more processes per core). Each
+run gives t(n) = A + B n by fit_line; a ring gives alpha = A / (2 (P - 1)),
+beta = B P / (2 (P - 1)). Measured points are predicted with their own P's
+fit; the projection uses the largest P's alpha, and beta either from that
+fit ("measured") or from a link's nominal rate. With overlap the allreduce
+runs while backward goes on, so up to the backward time of the step hides:
+step = o + s b + max(0, AR - backward(b)). The projection keeps each node's
+share b of the batch (a fixed global batch runs out of samples per node
+long before 1024 nodes), gives each node its own cores (c = 1), and
+compares P nodes with one node computing the same share.
 """
 import csv
 import math
@@ -26,17 +38,36 @@ import numpy as np
 
 LINKS_GBPS = [10, 25, 100]
 NODES = [8, 16, 32, 64, 128, 256, 512, 1024]
+# bench-comm sizes that fix each parameter: latency from the small ones,
+# bandwidth from the large ones.
+SMALL_BYTES = 16 << 10
+LARGE_BYTES = 256 << 10
 
 
 def fit_line(x, t):
-    """Least squares of t = A + B x on relative error (weights 1/t^2), so
-    small sizes fix A and large ones B. Returns (A, B)."""
+    """t = A + B x from a bench-comm curve; returns (A, B), both >= 0.
+
+    A least-squares line through the whole curve is not what a link does: on
+    TCP links small messages ride in a burst the rate limiter lets through, so
+    the curve bends, and a line fitted to all of it came out with a negative
+    A and half the real B (it under-predicted a 2 MiB allreduce by 60%).
+    Instead B is the median of (t - t_small) / x over the sizes of at least
+    256 KiB (the bandwidth regime; the median ignores one slow repeat), and A
+    the smallest t - B x over the sizes up to 16 KiB that stays positive (the
+    latency, with the bytes' own time taken out), else the smallest such t."""
     x = np.asarray(x, float)
     t = np.asarray(t, float)
-    w = 1.0 / t ** 2
-    m = np.vstack([np.ones_like(x), x]).T * np.sqrt(w)[:, None]
-    (a, b), *_ = np.linalg.lstsq(m, t * np.sqrt(w), rcond=None)
-    return float(a), float(b)
+    order = np.argsort(x)
+    x, t = x[order], t[order]
+    small = x <= max(SMALL_BYTES, x[0])
+    large = x >= LARGE_BYTES
+    if large.sum() < 2:
+        large = x >= x[len(x) // 2]
+    floor = float(t[small].min())
+    b = max(0.0, float(np.median((t[large] - floor) / x[large])))
+    rest = t[small] - b * x[small]
+    a = float(rest[rest > 0].min()) if (rest > 0).any() else floor
+    return a, b
 
 
 def ring_params(a, b, p):
@@ -48,7 +79,7 @@ def ring_params(a, b, p):
 def allreduce_s(p, nbytes, alpha, beta):
     if p <= 1:
         return 0.0
-    return 2.0 * (p - 1) * alpha + 2.0 * (p - 1) / p * nbytes * beta
+    return max(0.0, 2.0 * (p - 1) * alpha + 2.0 * (p - 1) / p * nbytes * beta)
 
 
 def calibrate(points):
@@ -73,31 +104,70 @@ def calibrate(points):
     return {"o": float(o), "s": float(s), "backward_per_sample": bwd}
 
 
-def step_s(cal, p, batch, nbytes, alpha, beta, overlap=False):
+def contention(hosts, p, threads, cores=None):
+    """c(P): how much slower a rank computes because the sweep's ranks share
+    one machine's cores. Only local and netns ranks are known to share."""
+    if hosts not in ("local", "netns"):
+        return 1.0
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1.0, p * threads / cores)
+
+
+def step_s(cal, p, batch, nbytes, alpha, beta, overlap=False, contend=1.0,
+           exchange=0.0):
     share = math.ceil(batch / p)
     ar = allreduce_s(p, nbytes, alpha, beta)
-    compute = cal["o"] + cal["s"] * share
+    compute = contend * (cal["o"] + cal["s"] * share)
     if overlap:
-        return compute + max(0.0, ar - cal["backward_per_sample"] * share)
-    return compute + ar
+        return compute + exchange + max(0.0, ar - contend * cal["backward_per_sample"] * share)
+    return compute + exchange + ar
 
 
 def run_bench_comm(a, p, launcher, shardfit, run):
-    """bench-comm over p ranks of the sweep's hosts; (A, B, csv path) or a
-    message."""
-    out = os.path.abspath(os.path.join(a.out, "bench-comm.csv"))
+    """bench-comm over p ranks of the sweep's hosts; ((A, B), None) or
+    (None, message)."""
+    out = os.path.abspath(os.path.join(a.out, "bench-comm-p%d.csv" % p))
     cmd = launcher(a.hosts, p) + [shardfit(), "bench-comm", "--csv", out, "--max",
                                     a.comm_max]
     print("[model] shardfit bench-comm on %d ranks ..." % p, end=" ", flush=True)
-    status, text = run(cmd, os.path.join(a.out, "bench-comm.txt"), a.timeout)
+    status, text = run(cmd, os.path.join(a.out, "bench-comm-p%d.txt" % p), a.timeout)
     if status != 0:
         print("FAILED")
-        return None, "bench-comm failed (exit %d), see bench-comm.txt" % status
+        return None, "bench-comm on %d ranks failed (exit %d), see bench-comm-p%d.txt" % (
+            p, status, p)
     with open(out) as f:
         rows = list(csv.DictReader(f))
     A, B = fit_line([float(r["bytes"]) for r in rows], [float(r["median_s"]) for r in rows])
-    print("alpha %.1f us, beta %.3g ns/byte" % (A * 1e6, B * 1e9), flush=True)
+    print("A %.1f us, B %.3g ns/byte" % (A * 1e6, B * 1e9), flush=True)
     return (A, B), None
+
+
+def point_config(point):
+    """(loader, BLAS threads) of a point, from the config.ini of its run."""
+    loader, threads, section = "shard", 1, ""
+    try:
+        with open(os.path.join(point["dir"], "config.ini")) as f:
+            for line in f:
+                line = line.split(";", 1)[0].strip()
+                if line.startswith("["):
+                    section = line.strip("[]")
+                elif "=" in line:
+                    k, v = (s.strip() for s in line.split("=", 1))
+                    if (section, k) == ("data", "loader") and v:
+                        loader = v
+                    elif (section, k) == ("train", "threads") and v.isdigit():
+                        threads = max(1, int(v))
+    except (OSError, KeyError):
+        pass
+    return loader, threads
+
+
+def exchange_s(loader, p, share, alpha):
+    """The shard loader's alltoallv: each rank gets its share from at most
+    min(P - 1, share) other ranks, one message latency (alpha) each."""
+    if loader != "shard" or p <= 1:
+        return 0.0
+    return min(p - 1, share) * alpha
 
 
 def project(a, rows, points, launcher, shardfit, run):
@@ -105,53 +175,88 @@ def project(a, rows, points, launcher, shardfit, run):
     model_fit.csv, projection.csv and projection.png; returns the markdown
     for report.md."""
     cal = calibrate(points)
-    pmax = max(a.rank_list)
+    ranks = sorted({p for (_, p) in points if p >= 2})
     nparams = a.project_params or next((r.get("nparams") for r in rows
                                         if r.get("nparams")), None)
-    if cal is None or pmax < 2 or not nparams:
+    if cal is None or not ranks or not nparams:
         msg = ("--project needs a successful 1-rank point, a point on 2 or more "
                "ranks, and the model size")
         print("scripts/scale: --project skipped: " + msg)
         return "\n## Model\n\nNot fitted: %s.\n" % msg
-    line, err = run_bench_comm(a, pmax, launcher, shardfit, run)
-    if err:
-        print("scripts/scale: --project skipped: " + err)
-        return "\n## Model\n\nNot fitted: %s.\n" % err
-    alpha, beta = ring_params(line[0], line[1], pmax)
+    lines, errs = {}, []
+    for p in ranks:
+        line, err = run_bench_comm(a, p, launcher, shardfit, run)
+        if err:
+            errs.append(err)
+        else:
+            lines[p] = line
+    if not lines:
+        print("scripts/scale: --project skipped: " + "; ".join(errs))
+        return "\n## Model\n\nNot fitted: %s.\n" % "; ".join(errs)
+    loader, threads = point_config(next(iter(points.values())))
     nbytes = 4 * (nparams + 8)
     md = ["\n## Model\n",
-          "Fitted: o = %.3f ms per step, s = %.2f us per sample (1 rank); "
-          "allreduce over these hosts (bench-comm, %d ranks): alpha = %.2f us per "
-          "ring step, beta = %.4g ns/byte (%.2f Gb/s); gradient %d bytes.\n" %
-          (cal["o"] * 1e3, cal["s"] * 1e6, pmax, alpha * 1e6, beta * 1e9,
-           8e-9 / beta if beta > 0 else float("inf"), nbytes),
-          "\n| ranks | batch | measured ms | predicted ms | error |\n|---|---|---|---|---|\n"]
+          "Fitted from the 1-rank points: o = %.3f ms per step, s = %.2f us per "
+          "sample; gradient %d bytes; loader %s; contention c(P) = max(1, P x %d "
+          "thread%s / %s cores).\n\n" %
+          (cal["o"] * 1e3, cal["s"] * 1e6, nbytes, loader, threads,
+           "" if threads == 1 else "s",
+           len(os.sched_getaffinity(0)) if a.hosts in ("local", "netns") else "P"),
+          "Allreduce over these hosts (`shardfit bench-comm`, t = A + B n; as a ring "
+          "alpha = A / 2(P-1), beta = B P / 2(P-1)):\n\n"
+          "| ranks | A us | B ns/byte | alpha us | link Gb/s |\n|---|---|---|---|---|\n"]
+    for p, (A, B) in sorted(lines.items()):
+        al, be = ring_params(A, B, p)
+        md.append("| %d | %.1f | %.4g | %.2f | %.2f |\n" %
+                  (p, A * 1e6, B * 1e9, al * 1e6, 8e-9 / be if be > 0 else float("inf")))
+    for e in errs:
+        md.append("\n%s.\n" % e)
+    md.append("\n| ranks | batch | c(P) | compute ms | allreduce ms | exchange ms | "
+              "predicted ms | measured ms | error |\n|---|---|---|---|---|---|---|---|---|\n")
     fits = []
     print("[model] predicted step time of every measured point:")
     for (b, p), pt in points.items():
-        pred = step_s(cal, p, b, nbytes, alpha, beta) * 1e3
+        if p > 1 and p not in lines:
+            continue
+        A, B = lines.get(p, (0.0, 0.0))
+        al, be = ring_params(A, B, p) if p > 1 else (0.0, 0.0)
+        c = contention(a.hosts, p, threads)
+        share = math.ceil(b / p)
+        comp = c * (cal["o"] + cal["s"] * share)
+        ar = allreduce_s(p, nbytes, al, be)
+        ex = exchange_s(loader, p, share, al)
+        pred = (comp + ar + ex) * 1e3
         e = (pred - pt["step_ms"]) / pt["step_ms"]
-        fits.append({"ranks": p, "batch_size": b, "measured_ms": pt["step_ms"],
+        fits.append({"ranks": p, "batch_size": b, "contention": c,
+                     "compute_ms": comp * 1e3, "allreduce_ms": ar * 1e3,
+                     "exchange_ms": ex * 1e3, "measured_ms": pt["step_ms"],
                      "predicted_ms": pred, "error": e})
-        md.append("| %d | %d | %.3f | %.3f | %+.1f%% |\n" % (p, b, pt["step_ms"], pred, 100 * e))
+        md.append("| %d | %d | %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %+.1f%% |\n" %
+                  (p, b, c, comp * 1e3, ar * 1e3, ex * 1e3, pred, pt["step_ms"], 100 * e))
         print("  %d rank%s, batch %d: measured %.3f ms, predicted %.3f ms (%+.1f%%)" %
               (p, "" if p == 1 else "s", b, pt["step_ms"], pred, 100 * e))
     with open(os.path.join(a.out, "model_fit.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, ["ranks", "batch_size", "measured_ms", "predicted_ms", "error"])
+        w = csv.DictWriter(f, list(fits[0].keys()))
         w.writeheader()
-        w.writerows(fits)
+        for r in fits:
+            w.writerow({k: ("%.6g" % v if isinstance(v, float) else v) for k, v in r.items()})
+    worst = max(abs(r["error"]) for r in fits)
+    md.append("\nLargest error: %.1f%%.\n" % (100 * worst))
     # Past the measured ranks a fixed global batch runs out of samples per
     # node, so the projection keeps each node's share (global batch = share
     # x nodes, with the lr scaled as in weak scaling) against one node
-    # computing that share alone.
+    # computing that share alone; each node has its own cores (c = 1).
+    pmax = max(lines)
+    alpha, beta = ring_params(*lines[pmax], pmax)
     share = a.project_batch or min(b for b, _ in points)
     proj = []
     links = [("measured", beta)] + [("%d Gb/s" % g, 8.0 / (g * 1e9)) for g in LINKS_GBPS]
     for name, bl in links:
         t1 = step_s(cal, 1, share, nbytes, alpha, bl)
         for p in NODES:
+            ex = exchange_s(loader, p, share, alpha)
             for ov in (False, True):
-                tp = step_s(cal, p, share * p, nbytes, alpha, bl, ov)
+                tp = step_s(cal, p, share * p, nbytes, alpha, bl, ov, exchange=ex)
                 sp = p * t1 / tp
                 proj.append({"link": name, "nodes": p, "batch_size": share * p,
                              "per_node_batch": share, "overlap": int(ov),
@@ -164,8 +269,8 @@ def project(a, rows, points, launcher, shardfit, run):
             w.writerow({k: ("%.6g" % v if isinstance(v, float) else v) for k, v in r.items()})
     plot_projection(os.path.join(a.out, "projection.png"), proj, nparams, share)
     md.append("\nProjection: %d parameters, %d samples per node per step, ring "
-              "allreduce with the measured alpha; parallel efficiency at 64 nodes:\n\n" %
-              (nparams, share))
+              "allreduce with the %d-rank alpha (%.1f us per ring step); parallel "
+              "efficiency at 64 nodes:\n\n" % (nparams, share, pmax, alpha * 1e6))
     md.append("| link | no overlap | overlap with backward |\n|---|---|---|\n")
     print("[model] projected efficiency at 64 nodes, %d samples per node:" % share)
     for name, _ in links:

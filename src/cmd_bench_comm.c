@@ -5,11 +5,10 @@
  *
  * The numbers calibrate the scaling model of scripts/scale --project: an
  * allreduce of n bytes takes alpha + beta * n. Each time is the slowest
- * rank's (an allreduce ends for the job when it ends on the last rank),
- * after a barrier, and the median of the repeats is kept, so one slow
- * repeat on a shared machine does not move it. The line is fitted by least
- * squares on relative error, so the small sizes fix alpha and the large ones
- * beta, rather than the largest size deciding both. */
+ * rank's, after a barrier: an allreduce ends for the job when it ends on
+ * the last rank, and over TCP at 1 Gb/s one rank returned 13 ms before the
+ * other from a 2 MiB sum. The median of the repeats is kept, so one slow
+ * repeat on a shared machine does not move it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,23 +94,41 @@ static int time_size(SfComm *c, float *buf, int64_t n, int repeat, double *t)
     return k;
 }
 
-/* Least squares of t = alpha + beta * bytes on relative error (weights
- * 1/t^2). */
+/* t = alpha + beta * bytes the way scripts/scale_model.py's fit_line does
+ * it (see there why not one least-squares line): beta is the median of
+ * (t - t_small) / bytes over the sizes of 256 KiB and more (else the larger
+ * half), alpha the smallest positive t - beta * bytes up to 16 KiB (else
+ * the smallest t there). Sizes come in ascending order. */
 static void fit(const double *bytes, const double *t, int n, double *alpha,
                 double *beta)
 {
-    double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (int i = 0; i < n; i++) {
-        double w = 1.0 / (t[i] * t[i]);
-        sw += w;
-        sx += w * bytes[i];
-        sy += w * t[i];
-        sxx += w * bytes[i] * bytes[i];
-        sxy += w * bytes[i] * t[i];
+    double floor = t[0], slope[48];
+    int nsmall = 0, k = 0;
+    for (int i = 0; i < n; i++)
+        if (i == 0 || bytes[i] <= 16384.0) {
+            floor = t[i] < floor ? t[i] : floor;
+            nsmall = i + 1;
+        }
+    for (int i = 0; i < n; i++)
+        if (bytes[i] >= 262144.0)
+            slope[k++] = (t[i] - floor) / bytes[i];
+    if (k < 2) {
+        k = 0;
+        for (int i = n / 2; i < n; i++)
+            slope[k++] = (t[i] - floor) / bytes[i];
     }
-    double det = sw * sxx - sx * sx;
-    *beta = det != 0.0 ? (sw * sxy - sx * sy) / det : 0.0;
-    *alpha = (sy - *beta * sx) / sw;
+    qsort(slope, (size_t)k, sizeof *slope, by_value);
+    double b = k % 2 ? slope[k / 2] : 0.5 * (slope[k / 2 - 1] + slope[k / 2]);
+    *beta = b > 0.0 ? b : 0.0;
+    *alpha = floor;
+    double best = -1.0;
+    for (int i = 0; i < nsmall; i++) {
+        double rest = t[i] - *beta * bytes[i];
+        if (rest > 0.0 && (best < 0.0 || rest < best))
+            best = rest;
+    }
+    if (best > 0.0)
+        *alpha = best;
 }
 
 int sf_cmd_bench_comm(int argc, char **argv)
@@ -136,7 +153,7 @@ int sf_cmd_bench_comm(int argc, char **argv)
     int rank = sf_comm_rank(comm), p = sf_comm_size(comm);
     float *buf = calloc((size_t)(o.max / 4), sizeof(float));
     double *t = malloc((size_t)o.repeat * sizeof *t);
-    double bytes[48], median[48];
+    double bytes[48] = {0}, median[48] = {0};
     FILE *csv = NULL;
     SfError err = {0};
     if (!buf || !t)
