@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "simd.h"
 
 /* db (no) += column sums of dout (n, no), row by row: each db[o] adds its
@@ -22,16 +23,25 @@ static void add_column_sums(const float *restrict dout, float *restrict db,
             db[o] += dout[i * no + o];
 }
 
-/* in is (n, ni), W is (no, ni), b is (no), out is (n, no). */
-static void dense_forward(const SfLayer *l, const float *in, float *out,
-                          int64_t n, const SfPass *pass)
+/* in is (n, ni), W is (no, ni), b is (no), out is (n, no): out = act(in W^T
+ * + b), the bias (and the activation, when fused) added in one pass after
+ * the GEMM, which writes out without reading it. */
+static void dense_forward_act(const SfLayer *l, SfAct act, const float *in,
+                              float *out, int64_t n, const SfPass *pass)
 {
     (void)pass;
     const int64_t ni = sf_shape_size(l->in), no = l->units;
-    for (int64_t i = 0; i < n; i++)
-        memcpy(out + i * no, l->b, (size_t)no * sizeof *out);
+    if (n == 0)
+        return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)no, (int)ni,
-                1.0f, in, (int)ni, l->w, (int)ni, 1.0f, out, (int)no);
+                1.0f, in, (int)ni, l->w, (int)ni, 0.0f, out, (int)no);
+    sf_act_bias_rows(act, l->b, out, n, no);
+}
+
+static void dense_forward(const SfLayer *l, const float *in, float *out,
+                          int64_t n, const SfPass *pass)
+{
+    dense_forward_act(l, SF_ACT_NONE, in, out, n, pass);
 }
 
 /* dW (no, ni) += dout^T (no, n) . in (n, ni); db += column sums of dout;
@@ -75,6 +85,7 @@ const SfLayerOps sf_layer_dense = {
     .kind = "dense",
     .setup = dense_setup,
     .forward = dense_forward,
+    .forward_act = dense_forward_act,
     .backward = dense_backward};
 
 /* OpenBLAS would start one thread per core in every rank; the trainer sets

@@ -196,13 +196,23 @@ void sf_model_zero_grads(SfModel *m)
     memset(m->grads, 0, ((size_t)m->nparams + SF_MODEL_GRAD_TAIL) * sizeof(float));
 }
 
-/* Runs layers 0 .. last forward; returns the output of layer last. */
+/* Runs layers 0 .. last forward; returns the output of layer last. A layer
+ * that can apply the next one's activation itself (forward_act) does, into
+ * the activation's output: one pass over the rows fewer, and its own output
+ * left unwritten (the activation's backward reads only its output). */
 static const float *forward(SfModel *m, const float *x, int64_t n, int last,
                             const SfPass *pass)
 {
     const float *in = x;
     for (int i = 0; i <= last; i++) {
-        m->layers[i].ops->forward(&m->layers[i], in, m->acts[i], n, pass);
+        const SfLayer *l = &m->layers[i];
+        if (l->ops->forward_act && i < last && m->layers[i + 1].ops->act) {
+            l->ops->forward_act(l, m->layers[i + 1].ops->act, in, m->acts[i + 1],
+                                n, pass);
+            in = m->acts[++i];
+            continue;
+        }
+        l->ops->forward(l, in, m->acts[i], n, pass);
         in = m->acts[i];
     }
     return in;

@@ -2,6 +2,7 @@
  * finite differences of the forward pass, plus the loss values themselves. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,6 +239,53 @@ START_TEST(test_batchnorm_micro_batches_equal_whole)
 }
 END_TEST
 
+/* A dense layer applies the activation after it in its own pass (layer.h's
+ * forward_act): the same bits as the activation layer run on its own (after
+ * flatten, which does not fuse), and close to libm in double precision over
+ * [-20, 20] (tanh and sigmoid carry their own vectorizable exp). */
+START_TEST(test_fused_activations)
+{
+    const char *acts[] = {"relu", "tanh", "sigmoid"};
+    const double tol[] = {0.0, 1.5e-7, 1.5e-7};
+    enum { U = 401 };
+    float x[ROWS] = {0.0f, 0.013f, -0.31f, 0.2499f, -0.0004f};
+    for (int a = 0; a < 3; a++) {
+        char fused[64], apart[64];
+        /* The last layer must be dense: an identity, exact on what it reads. */
+        snprintf(fused, sizeof fused, "dense:%d %s dense:%d", U, acts[a], U);
+        snprintf(apart, sizeof apart, "dense:%d flatten %s dense:%d", U, acts[a], U);
+        SfError err = {0};
+        SfModel *m = sf_model_create(fused, (SfShape){1, 1, 1}, SF_LOSS_MSE, ROWS, &err);
+        SfModel *m2 = sf_model_create(apart, (SfShape){1, 1, 1}, SF_LOSS_MSE, ROWS, &err);
+        ck_assert_msg(m && m2, "%s", err.msg);
+        /* weight (U, 1), bias (U), then the identity (U, U) and zeros (U) */
+        float *p = sf_model_params(m);
+        memset(p, 0, (size_t)sf_model_nparams(m) * sizeof *p);
+        for (int u = 0; u < U; u++) {
+            p[u] = u % 2 ? 1.0f : -1.0f;
+            p[U + u] = -20.0f + 0.1f * (float)u;
+            p[2 * U + u * U + u] = 1.0f;
+        }
+        memcpy(sf_model_params(m2), p, (size_t)sf_model_nparams(m) * sizeof *p);
+        const float *y = sf_model_predict(m, x, ROWS);
+        const float *y2 = sf_model_predict(m2, x, ROWS);
+        ck_assert_msg(memcmp(y, y2, ROWS * U * sizeof *y) == 0,
+                      "%s: fused and separate forward differ", acts[a]);
+        for (int i = 0; i < ROWS; i++)
+            for (int u = 0; u < U; u++) {
+                double v = p[u] * x[i] + p[U + u]; /* w = +-1: as sgemm rounds */
+                double want = a == 0 ? (v > 0 ? v : 0) : a == 1 ? tanh(v)
+                                                               : 1 / (1 + exp(-v));
+                ck_assert_msg(fabs(y[i * U + u] - want) <= tol[a],
+                              "%s(%.9g) = %.9g, want %.9g", acts[a], v,
+                              (double)y[i * U + u], want);
+            }
+        sf_model_free(m);
+        sf_model_free(m2);
+    }
+}
+END_TEST
+
 START_TEST(test_init_is_deterministic_and_scaled)
 {
     SfError err = {0};
@@ -277,6 +325,7 @@ int main(void)
     tcase_add_test(tc, test_mse_values);
     tcase_add_test(tc, test_bad_layer_lists);
     tcase_add_test(tc, test_init_is_deterministic_and_scaled);
+    tcase_add_test(tc, test_fused_activations);
     tcase_add_test(tc, test_layers_that_do_not_fit);
     tcase_add_test(tc, test_maxpool_ties_and_floor_mode);
     tcase_add_test(tc, test_batchnorm_micro_batches_equal_whole);

@@ -72,6 +72,10 @@ typedef struct SfLayer SfLayer;
  * FIXED: use what the gathering produced (sf_layer_gathered). */
 typedef enum { SF_BATCH_WHOLE, SF_BATCH_GATHER, SF_BATCH_FIXED } SfBatchMode;
 
+/* The elementwise activations a layer before may apply in its own output
+ * pass (dense: bias and activation in one pass after its GEMM). */
+typedef enum { SF_ACT_NONE, SF_ACT_RELU, SF_ACT_TANH, SF_ACT_SIGMOID } SfAct;
+
 typedef struct SfLayerOps {
     const char *kind; /* "dense", "relu", ...: checkpoint group names use it */
     /* Sets l->out, parts, fans and work_per_row from l->in and the token's
@@ -82,6 +86,15 @@ typedef struct SfLayerOps {
     /* out (n, out) = f(in (n, in)). */
     void (*forward)(const SfLayer *l, const float *in, float *out, int64_t n,
                     const SfPass *pass);
+    /* Activation kinds: which activation the kind is (else SF_ACT_NONE). */
+    SfAct act;
+    /* Optional: out (n, out) = act(f(in)), this layer's forward and then the
+     * next layer's activation in one pass, with the bits of the two forwards
+     * run one after the other. The model calls it when the next layer's act
+     * is not SF_ACT_NONE, and leaves this layer's own output unwritten, so
+     * the activation's backward must not read its input (none does). */
+    void (*forward_act)(const SfLayer *l, SfAct act, const float *in, float *out,
+                        int64_t n, const SfPass *pass);
     /* Given dout (n, out), ADDS parameter gradients into dw/db (so micro-
      * batches accumulate) and, unless din is NULL (the first layer), writes
      * din (n, in). in and out are what forward saw and produced. */
