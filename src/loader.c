@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigalloc.h"
 #include "loader_stream.h"
 #include "shardfit/dataset.h"
 #include "shardfit/sampler.h"
@@ -89,8 +90,8 @@ static int check_finite(const SfLoader *l, int64_t first_row, SfError *err)
 static int load_rows(SfLoader *l, SfDataset *ds, SfError *err)
 {
     size_t n = (size_t)l->held_len;
-    l->feat = malloc(n * l->frow + 1);
-    l->lab = malloc(n * l->lrow + 1);
+    l->feat = sf_big_calloc(n * l->frow + 1, 1);
+    l->lab = sf_big_calloc(n * l->lrow + 1, 1);
     if (!l->feat || !l->lab) {
         sf_error_set(err, SF_EXIT_FAILURE, "out of memory holding %lld rows",
                      (long long)l->held_len);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigalloc.h"
 #include "shardfit/phases.h"
 #include "shardfit/rng.h"
 
@@ -67,8 +68,8 @@ static int build_layers(SfModel *m, const char *spec, SfError *err)
 static int allocate(SfModel *m)
 {
     size_t tail = SF_MODEL_GRAD_TAIL;
-    m->params = calloc((size_t)(m->nparams + m->nstats), sizeof(float));
-    m->grads = calloc((size_t)m->nparams + tail, sizeof(float));
+    m->params = sf_big_calloc((size_t)(m->nparams + m->nstats), sizeof(float));
+    m->grads = sf_big_calloc((size_t)m->nparams + tail, sizeof(float));
     if (!m->params || !m->grads)
         return -1;
     int64_t off = 0, stat_off = m->nparams, widest = sf_shape_size(m->input);

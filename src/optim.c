@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigalloc.h"
 #include "simd.h"
 
 struct SfOptim {
@@ -29,9 +30,9 @@ SfOptim *sf_optim_create(const SfConfig *cfg, int64_t n, SfError *err)
     o->eps = (float)cfg->optimizer.eps;
     o->n = n;
     int blocks = o->kind == SF_OPTIM_SGD ? (o->momentum != 0.0f) : 2;
-    if (blocks >= 1 && !(o->a = calloc((size_t)n, sizeof(float))))
+    if (blocks >= 1 && !(o->a = sf_big_calloc((size_t)n, sizeof(float))))
         goto oom;
-    if (blocks == 2 && !(o->b = calloc((size_t)n, sizeof(float))))
+    if (blocks == 2 && !(o->b = sf_big_calloc((size_t)n, sizeof(float))))
         goto oom;
     return o;
 oom:
