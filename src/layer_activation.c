@@ -32,9 +32,11 @@ static inline float act_exp(float x)
 {
     x = x > 88.0f ? 88.0f : x;
     x = x < -87.0f ? -87.0f : x;
-    /* k = round(x / ln2): adding 1.5 * 2^23 rounds to an integer */
-    float k = x * 1.44269504088896341f + 12582912.0f;
-    k = k - 12582912.0f;
+    /* k = round(x / ln2): adding 1.5 * 2^23 rounds to an integer, which
+     * then sits in the low bits of t (no float-to-int conversion, which a
+     * NaN would make undefined) */
+    float t = x * 1.44269504088896341f + 12582912.0f;
+    float k = t - 12582912.0f;
     float r = x - k * 0.693359375f; /* ln2 in two parts, the first exact */
     r = r - k * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -44,7 +46,9 @@ static inline float act_exp(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)k + 127) << 23;
+    uint32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4b400000u + 127u) << 23; /* 0x4b400000: 1.5 * 2^23 */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
