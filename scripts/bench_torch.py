@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""PyTorch on shardfit's workload, for `make bench` (scripts/bench-step.sh).
+"""PyTorch on shardfit's workload, for `make bench` (scripts/bench_step.py
+and scripts/bench-cnn.sh).
 
     scripts/bench_torch.py --layers "dense:512 relu dense:256 relu dense:10" \
-        --data data/fashion-mnist.h5 [--batch 128] [--steps 300] [--procs 1|2]
+        --data data/fashion-mnist.h5 [--batch 128] [--steps 300] [--procs N]
+        [--warmup 20] [--epochs E --target ACC]
 
 Builds the model of a shardfit `layers` string (dense:N, relu, tanh, sigmoid,
 dropout:R, conv:F:K[:S[:P]], maxpool:K[:S], avgpool:K[:S], flatten, batchnorm;
@@ -10,13 +12,22 @@ a dense layer flattens an image input, as shardfit's does), reads the same
 features and labels into memory as uint8, and trains as shardfit's config
 does: SGD momentum 0.9, lr 0.05, cross-entropy, global batch --batch drawn
 from a per-epoch permutation, features scaled by 1/255 as each batch is
-gathered. --procs 1 is one process; --procs 2 is DistributedDataParallel
-over gloo with each process taking its half of every global batch (as
-shardfit's ranks do). One intra-op thread per process (torch.set_num_threads).
-Prints one line: procs=P samples_per_sec=X step_ms=Y median_step_ms=Z
-cpu_step_ms=C (rank 0's process CPU time per step: on a machine other jobs
-load, the figure that still compares). Timing starts after a warm-up of 20
-steps.
+gathered. --procs 1 is one process; --procs N > 1 is DistributedDataParallel
+over gloo with each process taking its slice of every global batch (as
+shardfit's ranks do; batch norm then uses per-process statistics, which is
+what DDP users get on CPUs). One intra-op thread per process
+(torch.set_num_threads).
+
+Throughput (the default): prints one line: procs=P samples_per_sec=X
+step_ms=Y median_step_ms=Z cpu_step_ms=C (rank 0's process CPU time per
+step: on a machine other jobs load, the figure that still compares). Timing
+starts after --warmup steps (default 20).
+
+Time to target (--epochs E --target ACC): trains up to E epochs, evaluating
+on --val-features/--val-labels (default the test set) after each, and prints
+procs=P epochs=E val_acc=A seconds_to_target=T (wall time from the first
+step until the validation accuracy first reached ACC, evaluations included;
+"never" if it did not).
 """
 import argparse
 import os
@@ -39,7 +50,72 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from shardfit_torch import LayersError, fresh_sequential, parse_layers  # noqa: E402
 
 
-def worker(rank, args, feats, labels):
+def throughput(rank, args, step):
+    procs, b, w = args.procs, args.batch, args.warmup
+    times = []
+    for s in range(w + args.steps):
+        if s == w:
+            if procs > 1:
+                dist.barrier()
+            t0 = time.perf_counter()
+            c0 = time.process_time()
+        ts = time.perf_counter()
+        step(s)
+        if s >= w:
+            times.append(time.perf_counter() - ts)
+    if procs > 1:
+        dist.barrier()
+    dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    times.sort()
+    if rank == 0:
+        print(f"procs={procs} samples_per_sec={args.steps * b / dt:.0f} "
+              f"step_ms={1e3 * dt / args.steps:.4f} "
+              f"median_step_ms={1e3 * times[len(times) // 2]:.4f} "
+              f"cpu_step_ms={1e3 * cpu / args.steps:.4f}", flush=True)
+
+
+def accuracy(net, feats, labels, shape, conv):
+    """Fraction of (feats, labels) net classifies right, in eval mode."""
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(feats), 1000):
+            x = torch.from_numpy(feats[i:i + 1000]).float().mul_(1.0 / 255.0)
+            x = x.reshape((len(x),) + tuple(shape)) if conv else x.reshape(len(x), -1)
+            y = torch.from_numpy(labels[i:i + 1000].astype(np.int64))
+            correct += (net(x).argmax(1) == y).sum().item()
+    net.train()
+    return correct / len(feats)
+
+
+def to_target(rank, args, model, step, steps_per_epoch, shape, conv, val):
+    """Up to args.epochs epochs, validating after each on rank 0 (which
+    tells the others whether to go on), until args.target is reached."""
+    procs = args.procs
+    net = model.module if procs > 1 else model
+    if procs > 1:
+        dist.barrier()
+    t0 = time.perf_counter()
+    reached, acc, epoch = None, 0.0, 0
+    for epoch in range(1, args.epochs + 1):
+        for s in range((epoch - 1) * steps_per_epoch, epoch * steps_per_epoch):
+            step(s)
+        flag = torch.zeros(1, dtype=torch.float64)
+        if rank == 0:
+            flag[0] = accuracy(net, val[0], val[1], shape, conv)
+        if procs > 1:
+            dist.broadcast(flag, 0)
+        acc = float(flag[0])
+        if acc >= args.target:
+            reached = time.perf_counter() - t0
+            break
+    if rank == 0:
+        print(f"procs={procs} epochs={epoch} val_acc={acc:.4f} seconds_to_target="
+              + (f"{reached:.1f}" if reached is not None else "never"), flush=True)
+
+
+def worker(rank, args, feats, labels, val):
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     procs = args.procs
@@ -63,16 +139,10 @@ def worker(rank, args, feats, labels):
     gen = torch.Generator().manual_seed(args.seed)
     perm = torch.randperm(n, generator=gen)
     lo, hi = rank * b // procs, (rank + 1) * b // procs
-    total = 20 + args.steps
-    times = []
-    for s in range(total):
-        if s == 20:
-            if procs > 1:
-                dist.barrier()
-            t0 = time.perf_counter()
-            c0 = time.process_time()
-        ts = time.perf_counter()
-        e, i = divmod(s, steps_per_epoch)
+
+    def step(s):
+        nonlocal perm
+        i = s % steps_per_epoch
         if i == 0 and s:
             perm = torch.randperm(n, generator=gen)
         idx = perm[i * b + lo:i * b + hi]
@@ -82,18 +152,11 @@ def worker(rank, args, feats, labels):
         loss = loss_fn(model(x), y_all[idx])
         loss.backward()
         opt.step()
-        if s >= 20:
-            times.append(time.perf_counter() - ts)
-    if procs > 1:
-        dist.barrier()
-    dt = time.perf_counter() - t0
-    cpu = time.process_time() - c0
-    times.sort()
-    if rank == 0:
-        print(f"procs={procs} samples_per_sec={args.steps * b / dt:.0f} "
-              f"step_ms={1e3 * dt / args.steps:.4f} "
-              f"median_step_ms={1e3 * times[len(times) // 2]:.4f} "
-              f"cpu_step_ms={1e3 * cpu / args.steps:.4f}", flush=True)
+
+    if args.epochs:
+        to_target(rank, args, model, step, steps_per_epoch, shape, conv, val)
+    else:
+        throughput(rank, args, step)
     if procs > 1:
         dist.destroy_process_group()
 
@@ -108,6 +171,12 @@ def main():
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--procs", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=0,
+                   help="time to --target instead of throughput, up to this many epochs")
+    p.add_argument("--target", type=float, default=0.91)
+    p.add_argument("--val-features", default="/test/images")
+    p.add_argument("--val-labels", default="/test/labels")
     args = p.parse_args()
     try:
         parse_layers(args.layers)
@@ -116,15 +185,16 @@ def main():
     with h5py.File(args.data, "r") as f:
         feats = f[args.features][:]
         labels = f[args.labels][:]
+        val = (f[args.val_features][:], f[args.val_labels][:]) if args.epochs else None
     if args.procs == 1:
-        worker(0, args, feats, labels)
+        worker(0, args, feats, labels, val)
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
-    mp.spawn(worker, args=(args, feats, labels), nprocs=args.procs)
+    mp.spawn(worker, args=(args, feats, labels, val), nprocs=args.procs)
 
 
 if __name__ == "__main__":
