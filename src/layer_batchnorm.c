@@ -16,12 +16,21 @@
  *
  * l->sums (doubles, C channels): [0] count, [1, C] sum x, [C+1, 2C] sum x^2;
  * mean at 2C+1, inverse std at 3C+1; sum dy at 4C+1, sum dy*xhat at 5C+1;
- * this rank's two backward sums at 6C+1 (scratch). */
+ * this rank's two backward sums at 6C+1 (scratch).
+ *
+ * The loops over a plane are kernels cloned per vector width (simd.h); the
+ * sums within a plane run in LANES independent float partial sums (a GCC
+ * vector), added in lane order at the end, so every clone adds in the same
+ * order. */
 #include "shardfit/layer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "simd.h"
+
+#define LANES 16
 
 #define EPS 1e-5
 #define MOMENTUM 0.1
@@ -31,23 +40,91 @@ enum { RUNNING_MEAN = 2, RUNNING_VAR = 3, NUM_BATCHES = 4 };
 static int64_t channels(const SfLayer *l) { return l->in.c; }
 static int64_t plane(const SfLayer *l) { return l->in.h * l->in.w; }
 
-/* Adds count, sum x and sum x^2 of in (n, C, HW) to s. */
+/* LANES floats as one GCC vector: each lane's operations are the same in
+ * every clone (one AVX-512 register, two AVX2 or four SSE ones). */
+typedef float Lanes __attribute__((vector_size(LANES * sizeof(float))));
+
+/* r[0] = sum x, r[1] = sum x^2 over x[0, m): per lane, then lane order. */
+SF_SIMD_CLONES
+static void plane_sums(const float *restrict x, int64_t m, float *restrict r)
+{
+    Lanes s = {0}, q = {0};
+    int64_t p = 0;
+    for (; p + LANES <= m; p += LANES) {
+        Lanes v;
+        memcpy(&v, x + p, sizeof v);
+        s += v;
+        q += v * v;
+    }
+    float ts = 0.0f, tq = 0.0f;
+    for (; p < m; p++) {
+        ts += x[p];
+        tq += x[p] * x[p];
+    }
+    for (int j = 0; j < LANES; j++) { /* lane order, then the tail */
+        r[0] = (j ? r[0] : 0.0f) + s[j];
+        r[1] = (j ? r[1] : 0.0f) + q[j];
+    }
+    r[0] += ts;
+    r[1] += tq;
+}
+
+/* r[0] = sum dy, r[1] = sum dy (x - mu) over [0, m), as plane_sums. */
+SF_SIMD_CLONES
+static void plane_dsums(const float *restrict x, const float *restrict dy, float mu,
+                        int64_t m, float *restrict r)
+{
+    Lanes s = {0}, q = {0};
+    int64_t p = 0;
+    for (; p + LANES <= m; p += LANES) {
+        Lanes d, v;
+        memcpy(&d, dy + p, sizeof d);
+        memcpy(&v, x + p, sizeof v);
+        s += d;
+        q += d * (v - mu);
+    }
+    float ts = 0.0f, tq = 0.0f;
+    for (; p < m; p++) {
+        ts += dy[p];
+        tq += dy[p] * (x[p] - mu);
+    }
+    for (int j = 0; j < LANES; j++) { /* lane order, then the tail */
+        r[0] = (j ? r[0] : 0.0f) + s[j];
+        r[1] = (j ? r[1] : 0.0f) + q[j];
+    }
+    r[0] += ts;
+    r[1] += tq;
+}
+
+/* y = x a + b over [0, m). */
+SF_SIMD_CLONES
+static void affine(const float *restrict x, float *restrict y, int64_t m, float a, float b)
+{
+    for (int64_t p = 0; p < m; p++)
+        y[p] = x[p] * a + b;
+}
+
+/* dx = k dy - a x - b over [0, m). */
+SF_SIMD_CLONES
+static void affine2(const float *restrict dy, const float *restrict x, float *restrict dx,
+                    int64_t m, float k, float a, float b)
+{
+    for (int64_t p = 0; p < m; p++)
+        dx[p] = k * dy[p] - a * x[p] - b;
+}
+
+/* Adds count, sum x and sum x^2 of in (n, C, HW) to s: float within one
+ * plane (at most a few thousand values), double across planes and ranks. */
 static void add_forward_sums(const SfLayer *l, const float *in, int64_t n, double *s)
 {
     const int64_t C = channels(l), HW = plane(l);
     s[0] += (double)(n * HW);
     for (int64_t b = 0; b < n; b++)
         for (int64_t c = 0; c < C; c++) {
-            /* float within one plane (at most a few thousand values, and it
-             * vectorizes), double across planes and ranks */
-            const float *x = in + (b * C + c) * HW;
-            float sum = 0.0f, sq = 0.0f;
-            for (int64_t p = 0; p < HW; p++) {
-                sum += x[p];
-                sq += x[p] * x[p];
-            }
-            s[1 + c] += sum;
-            s[1 + C + c] += sq;
+            float r[2];
+            plane_sums(in + (b * C + c) * HW, HW, r);
+            s[1 + c] += r[0];
+            s[1 + C + c] += r[1];
         }
 }
 
@@ -87,12 +164,8 @@ static void normalise(const SfLayer *l, const float *in, float *out, int64_t n,
                             : invstd[c];
         const float a = (float)(is * l->w[c]);
         const float b = (float)(l->b[c] - m * is * l->w[c]);
-        for (int64_t i = 0; i < n; i++) {
-            const float *x = in + (i * C + c) * HW;
-            float *y = out + (i * C + c) * HW;
-            for (int64_t p = 0; p < HW; p++)
-                y[p] = x[p] * a + b;
-        }
+        for (int64_t i = 0; i < n; i++)
+            affine(in + (i * C + c) * HW, out + (i * C + c) * HW, HW, a, b);
     }
 }
 
@@ -124,15 +197,11 @@ static void add_backward_sums(const SfLayer *l, const float *in,
     const double *mean = l->sums + 1 + 2 * C, *invstd = l->sums + 1 + 3 * C;
     for (int64_t b = 0; b < n; b++)
         for (int64_t c = 0; c < C; c++) {
-            const float *x = in + (b * C + c) * HW, *dy = dout + (b * C + c) * HW;
-            const float mu = (float)mean[c];
-            float sdy = 0.0f, sdyx = 0.0f;
-            for (int64_t p = 0; p < HW; p++) {
-                sdy += dy[p];
-                sdyx += dy[p] * (x[p] - mu);
-            }
-            s[c] += sdy;
-            s[C + c] += (double)sdyx * invstd[c];
+            float r[2];
+            plane_dsums(in + (b * C + c) * HW, dout + (b * C + c) * HW,
+                        (float)mean[c], HW, r);
+            s[c] += r[0];
+            s[C + c] += (double)r[1] * invstd[c];
         }
 }
 
@@ -171,12 +240,9 @@ static void bn_backward(const SfLayer *l, const float *in, const float *out,
         const double mdy = g[c] / N, mdyx = g[C + c] / N;
         const float kf = (float)k, a = (float)(k * invstd[c] * mdyx);
         const float b0 = (float)(k * mdy - k * invstd[c] * mdyx * mean[c]);
-        for (int64_t b = 0; b < n; b++) {
-            const float *x = in + (b * C + c) * HW, *dy = dout + (b * C + c) * HW;
-            float *dx = din + (b * C + c) * HW;
-            for (int64_t p = 0; p < HW; p++)
-                dx[p] = kf * dy[p] - a * x[p] - b0;
-        }
+        for (int64_t b = 0; b < n; b++)
+            affine2(dout + (b * C + c) * HW, in + (b * C + c) * HW,
+                    din + (b * C + c) * HW, HW, kf, a, b0);
     }
 }
 
