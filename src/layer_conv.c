@@ -9,12 +9,65 @@
  * instead of n small ones. The product is (out_c, n, P); a block copy puts
  * it into NCHW. Backward: dW += dY col^T, dcol = W^T dY, col2im adds dcol
  * back into din. col stays in the workspace from forward to backward, and
- * dcol overwrites it once dW is done. */
+ * dcol overwrites it once dW is done.
+ *
+ * A stride-1 convolution that keeps the image's width (3x3 with padding 1)
+ * moves whole planes: row (c, i, j) of col for one sample is the image
+ * plane shifted by (i - pad) rows and (j - pad) columns, one contiguous copy
+ * (and col2im one contiguous add) with the few columns that wrap around
+ * the edge zeroed. The elementwise loops are kernels cloned per vector
+ * width (simd.h). */
 #include "shardfit/layer.h"
 
 #include <cblas.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "simd.h"
+
+#define LANES 16
+
+/* LANES floats as one GCC vector: each lane's operations are the same in
+ * every clone (one AVX-512 register, two AVX2 or four SSE ones). */
+typedef float Lanes __attribute__((vector_size(LANES * sizeof(float))));
+
+/* y += x over [0, m). */
+SF_SIMD_CLONES
+static void add_to(float *restrict y, const float *restrict x, int64_t m)
+{
+    for (int64_t p = 0; p < m; p++)
+        y[p] += x[p];
+}
+
+/* y = x + bias over [0, m). */
+SF_SIMD_CLONES
+static void copy_bias(float *restrict y, const float *restrict x, int64_t m, float bias)
+{
+    for (int64_t p = 0; p < m; p++)
+        y[p] = x[p] + bias;
+}
+
+/* y = x over [0, m); returns sum x, per lane then in lane order. */
+SF_SIMD_CLONES
+static float copy_sum(float *restrict y, const float *restrict x, int64_t m)
+{
+    Lanes s = {0};
+    int64_t p = 0;
+    for (; p + LANES <= m; p += LANES) {
+        Lanes v;
+        memcpy(&v, x + p, sizeof v);
+        memcpy(y + p, &v, sizeof v);
+        s += v;
+    }
+    float t = 0.0f, sum = 0.0f;
+    for (; p < m; p++) {
+        y[p] = x[p];
+        t += x[p];
+    }
+    for (int j = 0; j < LANES; j++)
+        sum += s[j];
+    return sum + t;
+}
 
 /* The output columns x in [lo, hi) whose input column x*s - pad + j lies
  * inside [0, W): the rest read the zero padding. */
@@ -29,12 +82,65 @@ static void inside(int64_t W, int64_t OW, int64_t s, int64_t off,
         *lo = *hi;
 }
 
+/* The rows [*y0, *y1) of output row positions whose input row y - pad + i
+ * lies inside [0, H), for stride 1. */
+static void rows_inside(int64_t H, int64_t OH, int64_t i, int64_t pad,
+                        int64_t *y0, int64_t *y1)
+{
+    *y0 = pad - i > 0 ? pad - i : 0;
+    *y1 = H + pad - i < OH ? H + pad - i : OH;
+    if (*y1 < *y0)
+        *y1 = *y0;
+}
+
+/* 1 when the plane shortcut applies: stride 1 and OW == W. */
+static int same_width(const SfLayer *l) { return l->stride == 1 && l->out.w == l->in.w; }
+
+/* im2col for same_width layers: one copy per (row of col, sample). */
+static void im2col_planes(const SfLayer *l, const float *in, float *col, int64_t n)
+{
+    const int64_t C = l->in.c, H = l->in.h, W = l->in.w, k = l->k, pad = l->pad;
+    const int64_t OH = l->out.h, P = OH * W, N = n * P;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++) {
+                float *row = col + ((c * k + i) * k + j) * N;
+                int64_t lo, hi, y0, y1;
+                inside(W, W, 1, j - pad, &lo, &hi);
+                rows_inside(H, OH, i, pad, &y0, &y1);
+                if (hi <= lo || y1 <= y0) { /* this (i, j) sees only padding */
+                    memset(row, 0, (size_t)N * sizeof *row);
+                    continue;
+                }
+                /* d[y*W + x] = img[(y + i - pad)*W + x + j - pad] */
+                const int64_t from = y0 * W + lo, len = (y1 - 1) * W + hi - from;
+                const int64_t shift = (i - pad) * W + (j - pad);
+                for (int64_t b = 0; b < n; b++) {
+                    const float *img = in + (b * C + c) * H * W;
+                    float *d = row + b * P;
+                    memset(d, 0, (size_t)from * sizeof *d);
+                    memcpy(d + from, img + from + shift, (size_t)len * sizeof *d);
+                    memset(d + from + len, 0, (size_t)(P - from - len) * sizeof *d);
+                    for (int64_t y = y0; y < y1; y++) { /* the wrapped columns */
+                        for (int64_t x = 0; x < lo; x++)
+                            d[y * W + x] = 0.0f;
+                        for (int64_t x = hi; x < W; x++)
+                            d[y * W + x] = 0.0f;
+                    }
+                }
+            }
+}
+
 /* col (K, n*P) from in (n, C, H, W). */
 static void im2col(const SfLayer *l, const float *in, float *col, int64_t n)
 {
     const int64_t C = l->in.c, H = l->in.h, W = l->in.w, k = l->k;
     const int64_t s = l->stride, pad = l->pad, OH = l->out.h, OW = l->out.w;
     const int64_t P = OH * OW, N = n * P;
+    if (same_width(l)) {
+        im2col_planes(l, in, col, n);
+        return;
+    }
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < k; i++)
             for (int64_t j = 0; j < k; j++) {
@@ -66,12 +172,49 @@ static void im2col(const SfLayer *l, const float *in, float *col, int64_t n)
             }
 }
 
-/* din (n, C, H, W) = the sum of col's entries (K, n*P) at their pixels. */
-static void col2im(const SfLayer *l, const float *col, float *din, int64_t n)
+/* col2im for same_width layers: one add per (row of col, sample), after
+ * zeroing the entries of the wrapped columns (col is scratch by then). The
+ * pixels get the same additions in the same order as col2im's loop. */
+static void col2im_planes(const SfLayer *l, float *col, float *din, int64_t n)
+{
+    const int64_t C = l->in.c, H = l->in.h, W = l->in.w, k = l->k, pad = l->pad;
+    const int64_t OH = l->out.h, P = OH * W, N = n * P;
+    memset(din, 0, (size_t)(n * C * H * W) * sizeof *din);
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++) {
+                float *row = col + ((c * k + i) * k + j) * N;
+                int64_t lo, hi, y0, y1;
+                inside(W, W, 1, j - pad, &lo, &hi);
+                rows_inside(H, OH, i, pad, &y0, &y1);
+                if (hi <= lo || y1 <= y0)
+                    continue;
+                const int64_t from = y0 * W + lo, len = (y1 - 1) * W + hi - from;
+                const int64_t shift = (i - pad) * W + (j - pad);
+                for (int64_t b = 0; b < n; b++) {
+                    float *src = row + b * P;
+                    for (int64_t y = y0; y < y1; y++) {
+                        for (int64_t x = 0; x < lo; x++)
+                            src[y * W + x] = 0.0f;
+                        for (int64_t x = hi; x < W; x++)
+                            src[y * W + x] = 0.0f;
+                    }
+                    add_to(din + (b * C + c) * H * W + from + shift, src + from, len);
+                }
+            }
+}
+
+/* din (n, C, H, W) = the sum of col's entries (K, n*P) at their pixels;
+ * col is clobbered. */
+static void col2im(const SfLayer *l, float *col, float *din, int64_t n)
 {
     const int64_t C = l->in.c, H = l->in.h, W = l->in.w, k = l->k;
     const int64_t s = l->stride, pad = l->pad, OH = l->out.h, OW = l->out.w;
     const int64_t P = OH * OW, N = n * P;
+    if (same_width(l)) {
+        col2im_planes(l, col, din, n);
+        return;
+    }
     memset(din, 0, (size_t)(n * C * H * W) * sizeof *din);
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < k; i++)
@@ -109,13 +252,8 @@ static void conv_forward(const SfLayer *l, const float *in, float *out,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)N, (int)K,
                 1.0f, l->w, (int)K, col, (int)N, 0.0f, y, (int)N);
     for (int64_t b = 0; b < n; b++)
-        for (int64_t o = 0; o < O; o++) {
-            const float *src = y + o * N + b * P;
-            float *dst = out + (b * O + o) * P;
-            const float bias = l->b[o];
-            for (int64_t p = 0; p < P; p++)
-                dst[p] = src[p] + bias;
-        }
+        for (int64_t o = 0; o < O; o++)
+            copy_bias(out + (b * O + o) * P, y + o * N + b * P, P, l->b[o]);
 }
 
 /* dY (O, n*P) from dout (n, O, P); db += its row sums; dW (O, K) += dY col^T;
@@ -133,16 +271,8 @@ static void conv_backward(const SfLayer *l, const float *in, const float *out,
         return;
     float *col = l->work, *dy = l->work + K * N;
     for (int64_t b = 0; b < n; b++)
-        for (int64_t o = 0; o < O; o++) {
-            const float *src = dout + (b * O + o) * P;
-            float *dst = dy + o * N + b * P;
-            float sum = 0.0f;
-            for (int64_t p = 0; p < P; p++) {
-                dst[p] = src[p];
-                sum += src[p];
-            }
-            l->db[o] += sum;
-        }
+        for (int64_t o = 0; o < O; o++)
+            l->db[o] += copy_sum(dy + o * N + b * P, dout + (b * O + o) * P, P);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)N,
                 1.0f, dy, (int)N, col, (int)N, 1.0f, l->dw, (int)K);
     if (!din)

@@ -94,7 +94,12 @@ static const Problem problems[] = {
     {"conv:4:3:2:1 tanh conv:3:3:2 dense:3", {3, 7, 6}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
     /* pooling between layers with parameters, so din is checked; floor mode */
     {"conv:3:2 maxpool:2 conv:2:1 dense:3", {2, 6, 7}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-3f},
+    /* 2x2 max pooling of a 5x5 map: an odd last row and column no window has */
+    {"conv:2:2 tanh maxpool:2 conv:2:1 dense:3", {1, 6, 6}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-3f},
     {"conv:3:3:1:1 avgpool:3:2 tanh dense:3", {1, 7, 5}, SF_LOSS_MSE, 1, 1, 1e-2f},
+    /* a second conv that keeps the width (col2im's plane shortcut), 5x5 pad 2 */
+    {"conv:3:3:1:1 tanh conv:2:5:1:2 dense:3", {2, 6, 7}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
+    {"conv:2:3:1:1 tanh conv:2:7:1:3 dense:3", {1, 2, 9}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
     /* batchnorm per channel after conv, per feature after dense */
     {"conv:4:3 batchnorm tanh conv:3:2 batchnorm flatten dense:4", {2, 6, 5},
      SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
@@ -192,6 +197,65 @@ START_TEST(test_maxpool_ties_and_floor_mode)
     l.ops->backward(&l, in, out, dout, din, 1, &pass);
     for (int i = 0; i < 15; i++)
         ck_assert_float_eq(din[i], i == 1 ? 1.0f : i == 2 ? 10.0f : 0.0f);
+}
+END_TEST
+
+/* A conv layer's output against the convolution computed directly, for
+ * im2col's plane shortcut (stride 1, width kept) and its general loop
+ * (finite differences cannot see a wrong im2col: backward reuses it). */
+START_TEST(test_conv_matches_direct)
+{
+    static const struct { const char *layer; SfShape in; } cases[] = {
+        {"conv:3:3:1:1", {2, 6, 7}}, {"conv:2:5:1:2", {1, 4, 9}},
+        {"conv:3:3", {2, 6, 7}},     {"conv:2:3:2:1", {3, 7, 6}},
+        {"conv:2:2:1:1", {1, 5, 4}}, {"conv:2:3:1:4", {1, 2, 3}},
+        {"conv:2:7:1:3", {1, 2, 9}}, /* rows of the kernel that see only padding */
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        enum { N = 3 };
+        char msg[200];
+        const SfShape in = cases[t].in;
+        SfLayer layer, *l = &layer;
+        ck_assert_int_eq(sf_layer_setup(l, cases[t].layer, in, msg, sizeof msg), 0);
+        const int64_t d = sf_shape_size(in), k = l->k, s = l->stride, pad = l->pad;
+        float w[200], bias[8], x[N * 200], y[N * 400], work[N * 2000];
+        ck_assert_int_le(d, 200);
+        ck_assert_int_le(l->units * in.c * k * k, 200);
+        ck_assert_int_le(sf_shape_size(l->out), 400);
+        ck_assert_int_le(l->work_per_row, 2000);
+        l->w = w;
+        l->b = bias;
+        l->work = work;
+        uint64_t key = sf_rng_key(8, 1, 2);
+        for (int64_t i = 0; i < l->units * in.c * k * k; i++)
+            w[i] = (float)sf_rng_normal(key, (uint64_t)(1000 + i));
+        for (int64_t o = 0; o < l->units; o++)
+            bias[o] = 0.1f * (float)(o + 1);
+        for (int64_t i = 0; i < N * d; i++)
+            x[i] = (float)sf_rng_normal(key, (uint64_t)i);
+        SfPass pass = {0};
+        l->ops->forward(l, x, y, N, &pass);
+        for (int64_t b = 0; b < N; b++)
+            for (int64_t o = 0; o < l->units; o++)
+                for (int64_t oy = 0; oy < l->out.h; oy++)
+                    for (int64_t ox = 0; ox < l->out.w; ox++) {
+                        double want = l->b[o];
+                        for (int64_t c = 0; c < in.c; c++)
+                            for (int64_t i = 0; i < k; i++)
+                                for (int64_t j = 0; j < k; j++) {
+                                    int64_t iy = oy * s - pad + i, ix = ox * s - pad + j;
+                                    if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w)
+                                        continue;
+                                    want += (double)l->w[((o * in.c + c) * k + i) * k + j] *
+                                            x[((b * in.c + c) * in.h + iy) * in.w + ix];
+                                }
+                        const float got = y[((b * l->units + o) * l->out.h + oy) * l->out.w + ox];
+                        ck_assert_msg(fabs(got - want) <= 1e-5 * (1.0 + fabs(want)),
+                                      "%s: output (%lld, %lld, %lld, %lld) is %g, not %g",
+                                      cases[t].layer, (long long)b, (long long)o,
+                                      (long long)oy, (long long)ox, got, want);
+                    }
+    }
 }
 END_TEST
 
@@ -329,6 +393,7 @@ int main(void)
     tcase_add_test(tc, test_layers_that_do_not_fit);
     tcase_add_test(tc, test_maxpool_ties_and_floor_mode);
     tcase_add_test(tc, test_batchnorm_micro_batches_equal_whole);
+    tcase_add_test(tc, test_conv_matches_direct);
     suite_add_tcase(s, tc);
     return sf_test_run(s);
 }
