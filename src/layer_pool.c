@@ -10,12 +10,101 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "simd.h"
+
 /* 1 when v replaces m as the window's maximum (PyTorch's rule). */
 static inline int beats(float v, float m) { return v > m || v != v; }
 
-/* The common 2x2 stride-2 case, the same rule, one output row at a time
- * with independent windows (so the selects pipeline instead of chaining
- * through a loop over the window). */
+/* 2x2 windows at stride 2 in explicit vectors of V outputs (GCC vectors,
+ * V = 8 or 4): rows of 14 or 7 outputs are too short for the vectorizer, so
+ * a row is covered by blocks of V, the last one moved back to end at the
+ * row's end (it recomputes, and rewrites with the same bits, a few outputs
+ * of the block before). A window's maximum is taken as a tree, top pair,
+ * bottom pair, then top against bottom, each step keeping the first on a
+ * tie; with the rule of beats() that picks the same element as the
+ * row-major scan, NaNs included (the last NaN wins either way). */
+/* -1 in the lanes where v replaces m (beats()), else 0; and the lanes of
+ * v where take is -1, of m elsewhere (macros: a function passing a vector
+ * would change the ABI across the clones). */
+#define VBEATS(v, m) (((v) > (m)) | ((v) != (v)))
+#define VPICK(F, I, take, v, m) ((F)(((take) & (I)(v)) | (~(take) & (I)(m))))
+
+#define MAXPOOL_VEC(V)                                                        \
+    typedef float F##V __attribute__((vector_size(V * sizeof(float))));      \
+    typedef int32_t I##V __attribute__((vector_size(V * sizeof(int32_t))));  \
+                                                                              \
+    /* one output row: r0, r1 the window's two input rows, base the plane   \
+     * offset of r0 */                                                        \
+    SF_SIMD_CLONES                                                            \
+    static void maxpool_row##V(const float *restrict r0, const float *restrict r1, \
+                               float *restrict o, int32_t *restrict a,       \
+                               int64_t OW, int32_t base, int32_t W)           \
+    {                                                                         \
+        I##V even, odd, lane;                                                 \
+        for (int j = 0; j < V; j++) {                                         \
+            even[j] = 2 * j;                                                  \
+            odd[j] = 2 * j + 1;                                               \
+            lane[j] = j;                                                      \
+        }                                                                     \
+        for (int64_t x = 0; x < OW; x += V) {                                 \
+            const int64_t x0 = x + V <= OW ? x : OW - V;                      \
+            F##V u0, u1, w0, w1;                                              \
+            memcpy(&u0, r0 + 2 * x0, sizeof u0);                              \
+            memcpy(&u1, r0 + 2 * x0 + V, sizeof u1);                          \
+            memcpy(&w0, r1 + 2 * x0, sizeof w0);                              \
+            memcpy(&w1, r1 + 2 * x0 + V, sizeof w1);                          \
+            const F##V va = __builtin_shuffle(u0, u1, even);                  \
+            const F##V vb = __builtin_shuffle(u0, u1, odd);                   \
+            const F##V vc = __builtin_shuffle(w0, w1, even);                  \
+            const F##V vd = __builtin_shuffle(w0, w1, odd);                   \
+            const I##V at = base + 2 * ((int32_t)x0 + lane);                  \
+            const I##V tb = VBEATS(vb, va), bb = VBEATS(vd, vc);          \
+            const F##V top = VPICK(F##V, I##V, tb, vb, va), bot = VPICK(F##V, I##V, bb, vd, vc);  \
+            const I##V ti = at + (tb & 1), bi = at + W + (bb & 1);            \
+            const I##V fb = VBEATS(bot, top);                               \
+            const F##V m = VPICK(F##V, I##V, fb, bot, top);                             \
+            const I##V best = (fb & bi) | (~fb & ti);                         \
+            memcpy(o + x0, &m, sizeof m);                                     \
+            memcpy(a + x0, &best, sizeof best);                               \
+        }                                                                     \
+    }                                                                         \
+                                                                              \
+    /* backward of one input row of one output row: g[2x + j] = d[x] where \
+     * the window's kept element is there, else 0 (row: its plane offset) */  \
+    SF_SIMD_CLONES                                                            \
+    static void maxpool_grad_row##V(const int32_t *restrict a, const float *restrict d, \
+                                    float *restrict g, int64_t OW, int32_t row) \
+    {                                                                         \
+        I##V lane, lo, hi;                                                    \
+        for (int j = 0; j < V; j++) {                                         \
+            lane[j] = j;                                                      \
+            lo[j] = (j % 2) * V + j / 2;           /* e0 o0 e1 o1 ... */      \
+            hi[j] = (j % 2) * V + (j + V) / 2;                                \
+        }                                                                     \
+        const F##V zero = {0};                                                \
+        for (int64_t x = 0; x < OW; x += V) {                                 \
+            const int64_t x0 = x + V <= OW ? x : OW - V;                      \
+            I##V w;                                                           \
+            F##V v;                                                           \
+            memcpy(&w, a + x0, sizeof w);                                     \
+            memcpy(&v, d + x0, sizeof v);                                     \
+            const I##V q = row + 2 * ((int32_t)x0 + lane);                    \
+            const F##V ge = VPICK(F##V, I##V, w == q, v, zero);                         \
+            const F##V go = VPICK(F##V, I##V, w == q + 1, v, zero);                     \
+            const F##V g0 = __builtin_shuffle(ge, go, lo);                    \
+            const F##V g1 = __builtin_shuffle(ge, go, hi);                    \
+            memcpy(g + 2 * x0, &g0, sizeof g0);                               \
+            memcpy(g + 2 * x0 + V, &g1, sizeof g1);                           \
+        }                                                                     \
+    }
+
+MAXPOOL_VEC(8)
+MAXPOOL_VEC(4)
+
+/* The common 2x2 stride-2 case, the same rule, one output row at a time:
+ * in vectors (above) when the row has 4 outputs or more, else with
+ * independent windows (so the selects pipeline instead of chaining through
+ * a loop over the window). */
 static void maxpool_2x2(const float *in, float *out, int32_t *at, int64_t planes,
                         int64_t H, int64_t W, int64_t OH, int64_t OW)
 {
@@ -25,6 +114,14 @@ static void maxpool_2x2(const float *in, float *out, int32_t *at, int64_t planes
             float *o = out + (p * OH + y) * OW;
             int32_t *a = at + (p * OH + y) * OW;
             const int32_t base = (int32_t)(2 * y * W);
+            if (OW >= 8) {
+                maxpool_row8(r0, r1, o, a, OW, base, (int32_t)W);
+                continue;
+            }
+            if (OW >= 4) {
+                maxpool_row4(r0, r1, o, a, OW, base, (int32_t)W);
+                continue;
+            }
             for (int64_t x = 0; x < OW; x++) {
                 float m = r0[2 * x];
                 int32_t best = base + (int32_t)(2 * x);
@@ -75,6 +172,45 @@ static void maxpool_forward(const SfLayer *l, const float *in, float *out,
     }
 }
 
+/* Non-overlapping windows (stride K): every input element of a window is
+ * written once, with its gradient or 0, and the rows and columns no window
+ * covers (floor mode) are zeroed, so din needs no clearing pass first. */
+static void maxpool_backward_tiled(const int32_t *restrict at, const float *restrict dout,
+                                   float *restrict din, int64_t planes, int64_t H,
+                                   int64_t W, int64_t OH, int64_t OW, int64_t k)
+{
+    for (int64_t p = 0; p < planes; p++) {
+        const float *d = dout + p * OH * OW;
+        const int32_t *a = at + p * OH * OW;
+        float *g = din + p * H * W;
+        for (int64_t y = 0; y < OH; y++)
+            for (int64_t i = 0; i < k; i++) {
+                const int64_t row = (y * k + i) * W;
+                float *gr = g + row;
+                if (k == 2 && OW >= 8)
+                    maxpool_grad_row8(a + y * OW, d + y * OW, gr, OW, (int32_t)row);
+                else if (k == 2 && OW >= 4)
+                    maxpool_grad_row4(a + y * OW, d + y * OW, gr, OW, (int32_t)row);
+                else if (k == 2) /* 2 stores a window */
+                    for (int64_t x = 0; x < OW; x++) {
+                        const int32_t q = (int32_t)(row + 2 * x), w = a[y * OW + x];
+                        const float v = d[y * OW + x];
+                        gr[2 * x] = w == q ? v : 0.0f;
+                        gr[2 * x + 1] = w == q + 1 ? v : 0.0f;
+                    }
+                else
+                    for (int64_t x = 0; x < OW; x++)
+                        for (int64_t j = 0; j < k; j++) {
+                            const int32_t q = (int32_t)(row + x * k + j);
+                            gr[x * k + j] = a[y * OW + x] == q ? d[y * OW + x] : 0.0f;
+                        }
+                for (int64_t x = OW * k; x < W; x++)
+                    gr[x] = 0.0f;
+            }
+        memset(g + OH * k * W, 0, (size_t)((H - OH * k) * W) * sizeof *g);
+    }
+}
+
 /* The gradient goes to each window's kept element only. */
 static void maxpool_backward(const SfLayer *l, const float *in, const float *out,
                              const float *dout, float *din, int64_t n,
@@ -88,6 +224,11 @@ static void maxpool_backward(const SfLayer *l, const float *in, const float *out
     const int64_t planes = n * l->in.c, HW = l->in.h * l->in.w;
     const int64_t PO = l->out.h * l->out.w;
     const int32_t *at = (const int32_t *)l->work;
+    if (l->stride == l->k) {
+        maxpool_backward_tiled(at, dout, din, planes, l->in.h, l->in.w, l->out.h,
+                               l->out.w, l->k);
+        return;
+    }
     memset(din, 0, (size_t)(planes * HW) * sizeof *din);
     for (int64_t p = 0; p < planes; p++) {
         const float *d = dout + p * PO;

@@ -200,6 +200,79 @@ START_TEST(test_maxpool_ties_and_floor_mode)
 }
 END_TEST
 
+/* Max pooling against the rule computed directly, on inputs full of ties
+ * (a few integer values) and a NaN: the non-overlapping path (stride K,
+ * which writes din without clearing it first: din starts as garbage here),
+ * 2x2's vectors of 8 and 4 outputs (rows of 8, 11, 4 and 7: blocks that
+ * overlap) and its scalar loop (3),
+ * odd sizes that leave rows and columns to floor mode, and strides other
+ * than K (overlapping windows and gaps: the general path). */
+START_TEST(test_maxpool_matches_direct)
+{
+    static const struct { const char *layer; SfShape in; } cases[] = {
+        {"maxpool:2", {3, 6, 8}},   {"maxpool:2", {2, 7, 9}},   /* rows of 4 */
+        {"maxpool:2", {1, 6, 17}},  {"maxpool:2", {1, 4, 22}},  /* 8, 11 */
+        {"maxpool:2", {2, 5, 14}},  {"maxpool:2", {2, 4, 6}},   /* 7, 3 */
+        {"maxpool:3", {2, 7, 8}},   {"maxpool:1", {1, 3, 4}},
+        {"maxpool:3:2", {2, 7, 9}}, {"maxpool:2:3", {2, 8, 7}},
+        {"maxpool:2:1", {1, 5, 6}},
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        enum { N = 2 };
+        char msg[200];
+        const SfShape in = cases[t].in;
+        SfLayer layer, *l = &layer;
+        ck_assert_int_eq(sf_layer_setup(l, cases[t].layer, in, msg, sizeof msg), 0);
+        const int64_t d = sf_shape_size(in), od = sf_shape_size(l->out);
+        const int64_t k = l->k, s = l->stride, H = in.h, W = in.w;
+        float x[N * 200], y[N * 200], dy[N * 200], dx[N * 200];
+        double want_dx[N * 200];
+        float work[N * 200];
+        ck_assert_int_le(d, 200);
+        ck_assert_int_le(l->work_per_row, 200);
+        l->work = work;
+        uint64_t key = sf_rng_key(9, 3, (uint64_t)t);
+        for (int64_t i = 0; i < N * d; i++)
+            x[i] = (float)((int)(3.0 * sf_rng_uniform(key, (uint64_t)i)));
+        x[5] = NAN;
+        for (int64_t i = 0; i < N * od; i++)
+            dy[i] = 1.0f + (float)i;
+        for (int64_t i = 0; i < N * 200; i++) {
+            dx[i] = 123.0f; /* backward must write every element, and no more */
+            want_dx[i] = 0.0;
+            y[i] = 321.0f;
+        }
+        SfPass pass = {1, 0, 0, NULL, NULL, NULL, NULL};
+        l->ops->forward(l, x, y, N, &pass);
+        l->ops->backward(l, x, y, dy, dx, N, &pass);
+        for (int64_t i = N * od; i < N * 200; i++)
+            ck_assert_msg(y[i] == 321.0f, "%s: wrote past the output", cases[t].layer);
+        for (int64_t i = N * d; i < N * 200; i++)
+            ck_assert_msg(dx[i] == 123.0f, "%s: wrote past din", cases[t].layer);
+        for (int64_t p = 0; p < N * in.c; p++)
+            for (int64_t oy = 0; oy < l->out.h; oy++)
+                for (int64_t ox = 0; ox < l->out.w; ox++) {
+                    const float *plane = x + p * H * W;
+                    int64_t best = oy * s * W + ox * s;
+                    for (int64_t i = 0; i < k; i++)
+                        for (int64_t j = 0; j < k; j++) {
+                            const int64_t q = (oy * s + i) * W + ox * s + j;
+                            if (plane[q] > plane[best] || isnan(plane[q]))
+                                best = q;
+                        }
+                    const int64_t o = (p * l->out.h + oy) * l->out.w + ox;
+                    ck_assert_msg(memcmp(&y[o], &plane[best], sizeof y[o]) == 0,
+                                  "%s: output %lld is %g, not %g", cases[t].layer,
+                                  (long long)o, y[o], plane[best]);
+                    want_dx[p * H * W + best] += dy[o];
+                }
+        for (int64_t i = 0; i < N * d; i++)
+            ck_assert_msg(dx[i] == (float)want_dx[i], "%s: din %lld is %g, not %g",
+                          cases[t].layer, (long long)i, dx[i], want_dx[i]);
+    }
+}
+END_TEST
+
 /* A conv layer's output against the convolution computed directly, for
  * im2col's plane shortcut (stride 1, width kept) and its general loop
  * (finite differences cannot see a wrong im2col: backward reuses it). */
@@ -392,6 +465,7 @@ int main(void)
     tcase_add_test(tc, test_fused_activations);
     tcase_add_test(tc, test_layers_that_do_not_fit);
     tcase_add_test(tc, test_maxpool_ties_and_floor_mode);
+    tcase_add_test(tc, test_maxpool_matches_direct);
     tcase_add_test(tc, test_batchnorm_micro_batches_equal_whole);
     tcase_add_test(tc, test_conv_matches_direct);
     suite_add_tcase(s, tc);
