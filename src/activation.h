@@ -13,4 +13,9 @@
  * every vector width. */
 void sf_act_bias_rows(SfAct act, const float *b, float *y, int64_t n, int64_t no);
 
+/* y [0, m) = act(x a + b), in float; SF_ACT_NONE: x a + b. Bitwise what
+ * the affine pass and then the activation layer's forward give, at every
+ * vector width. */
+void sf_act_affine(SfAct act, const float *x, float *y, int64_t m, float a, float b);
+
 #endif

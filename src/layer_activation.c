@@ -119,6 +119,32 @@ ACT_KERNELS(tanh, act_tanh)
 ACT_KERNELS(sigmoid, act_sigmoid)
 ACT_BIAS_KERNEL(none, act_none)
 
+/* y = f(x a + b) over [0, m): batchnorm's normalise pass with the next
+ * layer's activation in it. */
+#define ACT_AFFINE_KERNEL(NAME, F)                                           \
+    SF_SIMD_CLONES                                                           \
+    static void NAME##_affine_kernel(const float *restrict x, float *restrict y, \
+                                     int64_t m, float a, float b)            \
+    {                                                                        \
+        for (int64_t i = 0; i < m; i++)                                      \
+            y[i] = F(x[i] * a + b);                                          \
+    }
+
+ACT_AFFINE_KERNEL(none, act_none)
+ACT_AFFINE_KERNEL(relu, act_relu)
+ACT_AFFINE_KERNEL(tanh, act_tanh)
+ACT_AFFINE_KERNEL(sigmoid, act_sigmoid)
+
+void sf_act_affine(SfAct act, const float *x, float *y, int64_t m, float a, float b)
+{
+    switch (act) {
+    case SF_ACT_NONE:    none_affine_kernel(x, y, m, a, b);    return;
+    case SF_ACT_RELU:    relu_affine_kernel(x, y, m, a, b);    return;
+    case SF_ACT_TANH:    tanh_affine_kernel(x, y, m, a, b);    return;
+    case SF_ACT_SIGMOID: sigmoid_affine_kernel(x, y, m, a, b); return;
+    }
+}
+
 void sf_act_bias_rows(SfAct act, const float *b, float *y, int64_t n, int64_t no)
 {
     switch (act) {

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "activation.h"
 #include "simd.h"
 
 #define LANES 16
@@ -96,14 +97,6 @@ static void plane_dsums(const float *restrict x, const float *restrict dy, float
     r[1] += tq;
 }
 
-/* y = x a + b over [0, m). */
-SF_SIMD_CLONES
-static void affine(const float *restrict x, float *restrict y, int64_t m, float a, float b)
-{
-    for (int64_t p = 0; p < m; p++)
-        y[p] = x[p] * a + b;
-}
-
 /* dx = k dy - a x - b over [0, m). */
 SF_SIMD_CLONES
 static void affine2(const float *restrict dy, const float *restrict x, float *restrict dx,
@@ -153,9 +146,11 @@ static void finish_forward(const SfLayer *l, const SfPass *pass)
     l->data[NUM_BATCHES][0] += 1.0f;
 }
 
-/* out = (x - mean) * invstd * gamma + beta, channel by channel. */
-static void normalise(const SfLayer *l, const float *in, float *out, int64_t n,
-                      const double *mean, const double *invstd, int running)
+/* out = act((x - mean) * invstd * gamma + beta), channel by channel, as
+ * x a + b in float (activation.h). */
+static void normalise(const SfLayer *l, SfAct act, const float *in, float *out,
+                      int64_t n, const double *mean, const double *invstd,
+                      int running)
 {
     const int64_t C = channels(l), HW = plane(l);
     for (int64_t c = 0; c < C; c++) {
@@ -165,16 +160,20 @@ static void normalise(const SfLayer *l, const float *in, float *out, int64_t n,
         const float a = (float)(is * l->w[c]);
         const float b = (float)(l->b[c] - m * is * l->w[c]);
         for (int64_t i = 0; i < n; i++)
-            affine(in + (i * C + c) * HW, out + (i * C + c) * HW, HW, a, b);
+            sf_act_affine(act, in + (i * C + c) * HW, out + (i * C + c) * HW, HW,
+                          a, b);
     }
 }
 
-static void bn_forward(const SfLayer *l, const float *in, float *out,
-                       int64_t n, const SfPass *pass)
+/* The forward, and the next layer's activation in the same pass over the
+ * output when the model asks (layer.h's forward_act): the relu after a
+ * batchnorm costs no pass of its own. */
+static void bn_forward_act(const SfLayer *l, SfAct act, const float *in,
+                           float *out, int64_t n, const SfPass *pass)
 {
     const int64_t C = channels(l);
     if (!pass->training) {
-        normalise(l, in, out, n, NULL, NULL, 1);
+        normalise(l, act, in, out, n, NULL, NULL, 1);
         return;
     }
     if (l->fmode == SF_BATCH_GATHER) {
@@ -186,7 +185,13 @@ static void bn_forward(const SfLayer *l, const float *in, float *out,
         add_forward_sums(l, in, n, l->sums);
         finish_forward(l, pass);
     }
-    normalise(l, in, out, n, l->sums + 1 + 2 * C, l->sums + 1 + 3 * C, 0);
+    normalise(l, act, in, out, n, l->sums + 1 + 2 * C, l->sums + 1 + 3 * C, 0);
+}
+
+static void bn_forward(const SfLayer *l, const float *in, float *out,
+                       int64_t n, const SfPass *pass)
+{
+    bn_forward_act(l, SF_ACT_NONE, in, out, n, pass);
 }
 
 /* Adds sum dy and sum dy*xhat per channel to s (2C doubles). */
@@ -299,6 +304,7 @@ const SfLayerOps sf_layer_batchnorm = {
     .kind = "batchnorm",
     .setup = bn_setup,
     .forward = bn_forward,
+    .forward_act = bn_forward_act,
     .backward = bn_backward,
     .init = bn_init,
     .gather_begin = bn_gather_begin,

@@ -376,6 +376,60 @@ START_TEST(test_batchnorm_micro_batches_equal_whole)
 }
 END_TEST
 
+/* A batchnorm applies the activation after it in its normalise pass
+ * (forward_act): the same bits as the activation on its own (after
+ * flatten, which does not fuse), in training with the whole share and with
+ * micro-batches, and in prediction with the running statistics. */
+START_TEST(test_batchnorm_fused_activations)
+{
+    const char *acts[] = {"relu", "tanh", "sigmoid"};
+    enum { N = 6 };
+    SfShape in = {2, 5, 4};
+    float x[N * 40];
+    int32_t y[N];
+    int64_t ids[N];
+    uint64_t key = sf_rng_key(6, 2, 9);
+    for (int i = 0; i < N * 40; i++)
+        x[i] = (float)sf_rng_normal(key, (uint64_t)i);
+    for (int i = 0; i < N; i++) {
+        y[i] = i % 4;
+        ids[i] = i;
+    }
+    SfTargets t = {y, NULL};
+    SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL};
+    for (int a = 0; a < 3; a++)
+        for (int micro = N; micro >= 2; micro -= 4) {
+            char fused[96], apart[96];
+            snprintf(fused, sizeof fused, "conv:3:3:1:1 batchnorm %s flatten dense:4",
+                     acts[a]);
+            snprintf(apart, sizeof apart, "conv:3:3:1:1 batchnorm flatten %s dense:4",
+                     acts[a]);
+            SfError err = {0};
+            SfModel *m = sf_model_create(fused, in, SF_LOSS_CROSS_ENTROPY, N, &err);
+            SfModel *m2 = sf_model_create(apart, in, SF_LOSS_CROSS_ENTROPY, N, &err);
+            ck_assert_msg(m && m2, "%s", err.msg);
+            sf_model_init_params(m, SF_INIT_AUTO, 3);
+            ck_assert_int_eq(sf_model_nstate(m), sf_model_nstate(m2));
+            memcpy(sf_model_params(m2), sf_model_params(m),
+                   (size_t)sf_model_nstate(m) * sizeof(float));
+            SfLossSums l1 = sf_model_train_share(m, x, N, micro, micro < N, t, &pass, NULL);
+            SfLossSums l2 = sf_model_train_share(m2, x, N, micro, micro < N, t, &pass, NULL);
+            ck_assert_msg(l1.loss == l2.loss, "%s micro %d: loss %g fused, %g apart",
+                          acts[a], micro, l1.loss, l2.loss);
+            const float *g1 = sf_model_grads(m), *g2 = sf_model_grads(m2);
+            for (int64_t i = 0; i < sf_model_nparams(m); i++)
+                ck_assert_msg(g1[i] == g2[i], "%s micro %d: gradient %lld %g fused, %g apart",
+                              acts[a], micro, (long long)i, g1[i], g2[i]);
+            const float *o1 = sf_model_predict(m, x, N), *o2 = sf_model_predict(m2, x, N);
+            for (int i = 0; i < N * 4; i++)
+                ck_assert_msg(o1[i] == o2[i], "%s: prediction %d %g fused, %g apart",
+                              acts[a], i, o1[i], o2[i]);
+            sf_model_free(m);
+            sf_model_free(m2);
+        }
+}
+END_TEST
+
 /* A dense layer applies the activation after it in its own pass (layer.h's
  * forward_act): the same bits as the activation layer run on its own (after
  * flatten, which does not fuse), and close to libm in double precision over
@@ -466,6 +520,7 @@ int main(void)
     tcase_add_test(tc, test_layers_that_do_not_fit);
     tcase_add_test(tc, test_maxpool_ties_and_floor_mode);
     tcase_add_test(tc, test_maxpool_matches_direct);
+    tcase_add_test(tc, test_batchnorm_fused_activations);
     tcase_add_test(tc, test_batchnorm_micro_batches_equal_whole);
     tcase_add_test(tc, test_conv_matches_direct);
     suite_add_tcase(s, tc);
