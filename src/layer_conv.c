@@ -5,11 +5,14 @@
  * zero padding on both sides. Viewed as (out_c, K) with K = in_c*k*k, the
  * weight multiplies the im2col matrix col (K, n*P), P = out_h*out_w, whose
  * row (c*k + i)*k + j holds input pixel (c, y*s - pad + i, x*s - pad + j) of
- * output position (y, x) of every sample: one sgemm for the whole batch
- * instead of n small ones. The product is (out_c, n, P); a block copy puts
- * it into NCHW. Backward: dW += dY col^T, dcol = W^T dY, col2im adds dcol
- * back into din. col stays in the workspace from forward to backward, and
- * dcol overwrites it once dW is done.
+ * output position (y, x) of every sample, built once for the batch. Each
+ * sample's P columns of it times the weight go by sgemm straight into
+ * that sample's (out_c, P) block of the NCHW output, filled with the bias
+ * first (beta 1): one sgemm over all n*P columns would give (out_c, n, P)
+ * and need a copy into NCHW, and one back in backward (docs/DESIGN.md).
+ * Backward, per sample: dW += dY_b col_b^T, dcol_b = W^T dY_b; col2im
+ * adds dcol back into din. col stays in the workspace from forward to
+ * backward, and dcol overwrites it once dW is done.
  *
  * A stride-1 convolution that keeps the image's width (3x3 with padding 1)
  * moves whole planes: row (c, i, j) of col for one sample is the image
@@ -39,31 +42,28 @@ static void add_to(float *restrict y, const float *restrict x, int64_t m)
         y[p] += x[p];
 }
 
-/* y = x + bias over [0, m). */
+/* y = bias over [0, m). */
 SF_SIMD_CLONES
-static void copy_bias(float *restrict y, const float *restrict x, int64_t m, float bias)
+static void fill(float *restrict y, int64_t m, float bias)
 {
     for (int64_t p = 0; p < m; p++)
-        y[p] = x[p] + bias;
+        y[p] = bias;
 }
 
-/* y = x over [0, m); returns sum x, per lane then in lane order. */
+/* sum x over [0, m), per lane then in lane order. */
 SF_SIMD_CLONES
-static float copy_sum(float *restrict y, const float *restrict x, int64_t m)
+static float plane_sum(const float *restrict x, int64_t m)
 {
     Lanes s = {0};
     int64_t p = 0;
     for (; p + LANES <= m; p += LANES) {
         Lanes v;
         memcpy(&v, x + p, sizeof v);
-        memcpy(y + p, &v, sizeof v);
         s += v;
     }
     float t = 0.0f, sum = 0.0f;
-    for (; p < m; p++) {
-        y[p] = x[p];
+    for (; p < m; p++)
         t += x[p];
-    }
     for (int j = 0; j < LANES; j++)
         sum += s[j];
     return sum + t;
@@ -238,7 +238,9 @@ static void col2im(const SfLayer *l, float *col, float *din, int64_t n)
             }
 }
 
-/* in (n, C, H, W), W (O, K), col (K, n*P), Y = W col (O, n*P), out (n, O, P). */
+/* in (n, C, H, W), W (O, K), col (K, n*P); out (n, O, P): each sample's
+ * (O, P) block is its bias and then W col_b added by sgemm (beta 1), so
+ * the product lands in NCHW without a copy. */
 static void conv_forward(const SfLayer *l, const float *in, float *out,
                          int64_t n, const SfPass *pass)
 {
@@ -247,17 +249,20 @@ static void conv_forward(const SfLayer *l, const float *in, float *out,
     const int64_t P = l->out.h * l->out.w, N = n * P;
     if (n == 0)
         return;
-    float *col = l->work, *y = l->work + K * N;
+    float *col = l->work;
     im2col(l, in, col, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)N, (int)K,
-                1.0f, l->w, (int)K, col, (int)N, 0.0f, y, (int)N);
-    for (int64_t b = 0; b < n; b++)
+    for (int64_t b = 0; b < n; b++) {
+        float *y = out + b * O * P;
         for (int64_t o = 0; o < O; o++)
-            copy_bias(out + (b * O + o) * P, y + o * N + b * P, P, l->b[o]);
+            fill(y + o * P, P, l->b[o]);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)P, (int)K,
+                    1.0f, l->w, (int)K, col + b * P, (int)N, 1.0f, y, (int)P);
+    }
 }
 
-/* dY (O, n*P) from dout (n, O, P); db += its row sums; dW (O, K) += dY col^T;
- * dcol (K, n*P) = W^T dY into col's place; din = col2im(dcol). */
+/* dout (n, O, P), sample by sample: db += its row sums; dW (O, K) +=
+ * dout_b col_b^T; dcol_b = W^T dout_b into col's place; din =
+ * col2im(dcol). */
 static void conv_backward(const SfLayer *l, const float *in, const float *out,
                           const float *dout, float *din, int64_t n,
                           const SfPass *pass)
@@ -269,16 +274,20 @@ static void conv_backward(const SfLayer *l, const float *in, const float *out,
     const int64_t P = l->out.h * l->out.w, N = n * P;
     if (n == 0)
         return;
-    float *col = l->work, *dy = l->work + K * N;
-    for (int64_t b = 0; b < n; b++)
+    float *col = l->work;
+    for (int64_t b = 0; b < n; b++) {
+        const float *dy = dout + b * O * P;
         for (int64_t o = 0; o < O; o++)
-            l->db[o] += copy_sum(dy + o * N + b * P, dout + (b * O + o) * P, P);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)N,
-                1.0f, dy, (int)N, col, (int)N, 1.0f, l->dw, (int)K);
+            l->db[o] += plane_sum(dy + o * P, P);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)P,
+                    1.0f, dy, (int)P, col + b * P, (int)N, 1.0f, l->dw, (int)K);
+    }
     if (!din)
         return;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)O,
-                1.0f, l->w, (int)K, dy, (int)N, 0.0f, col, (int)N);
+    for (int64_t b = 0; b < n; b++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)O,
+                    1.0f, l->w, (int)K, dout + b * O * P, (int)P, 0.0f, col + b * P,
+                    (int)N);
     col2im(l, col, din, n);
 }
 
@@ -314,7 +323,7 @@ static int conv_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
     sf_layer_add_part(l, "bias", 0, 1, &l->units);
     l->fan_in = (double)K;
     l->fan_out = (double)(l->units * l->k * l->k);
-    l->work_per_row = (K + l->units) * P;
+    l->work_per_row = K * P;
     return 0;
 }
 
