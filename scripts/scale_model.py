@@ -8,12 +8,14 @@ is modelled as
 
 o is the per-step cost that does not shrink with P (the optimizer updates
 every weight on every rank), s the time per sample of data, forward and
-backward on one rank; both come from the sweep's 1-rank points. c(P) is the
-CPU contention of the sweep's machine: ranks that share one machine's cores
-(local, and the namespace hosts, which all run on this machine) get
-cores / (ranks x BLAS threads) of a core each, so c = max(1, ranks x
-threads / cores); for a hostfile the nodes are taken to have a core per
-rank (c = 1). exchange(P) is the shard loader's alltoallv of the step's
+backward on one rank; both come from the sweep's 1-rank points. c(P) is how
+much slower a rank computes beside P - 1 others on the sweep's machine
+(local, and the namespace hosts, which all run on this machine): measured
+by P independent 1-rank trainings at once against one alone, so shared
+caches and memory count as well as cores shared by more ranks than there
+are (the formula max(1, ranks x threads / cores) said 1 for 2 ranks on 2
+cores, where they computed 10-20% slower); for a hostfile the nodes are
+taken to have a core per rank (c = 1). exchange(P) is the shard loader's alltoallv of the step's
 samples: a message latency alpha per peer, min(P - 1, B / P) peers (its
 bytes, a few kB, are negligible).
 
@@ -52,9 +54,11 @@ def fit_line(x, t):
     the curve bends, and a line fitted to all of it came out with a negative
     A and half the real B (it under-predicted a 2 MiB allreduce by 60%).
     Instead B is the median of (t - t_small) / x over the sizes of at least
-    256 KiB (the bandwidth regime; the median ignores one slow repeat), and A
-    the smallest t - B x over the sizes up to 16 KiB that stays positive (the
-    latency, with the bytes' own time taken out), else the smallest such t."""
+    256 KiB (the bandwidth regime; the median ignores one slow size), and A
+    the smallest t - B x over the sizes up to 16 KiB (the latency, with the
+    bytes' own time taken out), but never less than t / 2 for a size: on a
+    rate-limited link small messages pass in the limiter's burst and do not
+    pay B x (there "smallest positive" picked a 7 us latency out of 170 us)."""
     x = np.asarray(x, float)
     t = np.asarray(t, float)
     order = np.argsort(x)
@@ -65,8 +69,7 @@ def fit_line(x, t):
         large = x >= x[len(x) // 2]
     floor = float(t[small].min())
     b = max(0.0, float(np.median((t[large] - floor) / x[large])))
-    rest = t[small] - b * x[small]
-    a = float(rest[rest > 0].min()) if (rest > 0).any() else floor
+    a = float(np.maximum(t[small] - b * x[small], t[small] / 2).min())
     return a, b
 
 
@@ -111,6 +114,28 @@ def contention(hosts, p, threads, cores=None):
         return 1.0
     cores = cores or len(os.sched_getaffinity(0))
     return max(1.0, p * threads / cores)
+
+
+def measure_contention(a, ranks, batch, colocate, threads):
+    """c(P) for each P of the sweep, and how it was found. Ranks that share
+    this machine (local, netns) are calibrated by colocate(a, copies, batch):
+    P independent 1-rank trainings at once against one alone, which counts
+    shared caches and memory as well as shared cores; a hostfile's nodes, or
+    a failed calibration, get the formula contention()."""
+    if a.hosts not in ("local", "netns") or colocate is None:
+        return {p: contention(a.hosts, p, threads) for p in ranks}, "formula"
+    print("[model] co-located 1-rank runs (compute alone, no communication) ...",
+          end=" ", flush=True)
+    solo = colocate(a, 1, batch)
+    out, how = {}, "measured"
+    for p in ranks:
+        t = colocate(a, p, batch) if solo else None
+        if t:
+            out[p] = t / solo
+        else:
+            out[p], how = contention(a.hosts, p, threads), "formula (a co-located run failed)"
+    print(", ".join("c(%d) = %.2f" % kv for kv in sorted(out.items())), flush=True)
+    return out, how
 
 
 def step_s(cal, p, batch, nbytes, alpha, beta, overlap=False, contend=1.0,
@@ -170,7 +195,7 @@ def exchange_s(loader, p, share, alpha):
     return min(p - 1, share) * alpha
 
 
-def project(a, rows, points, launcher, shardfit, run):
+def project(a, rows, points, launcher, shardfit, run, colocate=None):
     """Calibrates, predicts the measured points, projects; writes
     model_fit.csv, projection.csv and projection.png; returns the markdown
     for report.md."""
@@ -194,14 +219,15 @@ def project(a, rows, points, launcher, shardfit, run):
         print("scripts/scale: --project skipped: " + "; ".join(errs))
         return "\n## Model\n\nNot fitted: %s.\n" % "; ".join(errs)
     loader, threads = point_config(next(iter(points.values())))
+    cont, how = measure_contention(a, ranks, min(b for b, _ in points), colocate, threads)
     nbytes = 4 * (nparams + 8)
     md = ["\n## Model\n",
           "Fitted from the 1-rank points: o = %.3f ms per step, s = %.2f us per "
-          "sample; gradient %d bytes; loader %s; contention c(P) = max(1, P x %d "
-          "thread%s / %s cores).\n\n" %
-          (cal["o"] * 1e3, cal["s"] * 1e6, nbytes, loader, threads,
-           "" if threads == 1 else "s",
-           len(os.sched_getaffinity(0)) if a.hosts in ("local", "netns") else "P"),
+          "sample; gradient %d bytes; loader %s; contention %s: %s.\n\n" %
+          (cal["o"] * 1e3, cal["s"] * 1e6, nbytes, loader,
+           "c(P) from P co-located 1-rank runs against one" if how == "measured" else
+           "c(P) = max(1, P x %d thread%s / cores), %s" % (threads, "" if threads == 1 else "s", how),
+           ", ".join("c(%d) = %.2f" % kv for kv in sorted(cont.items()))),
           "Allreduce over these hosts (`shardfit bench-comm`, t = A + B n; as a ring "
           "alpha = A / 2(P-1), beta = B P / 2(P-1)):\n\n"
           "| ranks | A us | B ns/byte | alpha us | link Gb/s |\n|---|---|---|---|---|\n"]
@@ -220,7 +246,7 @@ def project(a, rows, points, launcher, shardfit, run):
             continue
         A, B = lines.get(p, (0.0, 0.0))
         al, be = ring_params(A, B, p) if p > 1 else (0.0, 0.0)
-        c = contention(a.hosts, p, threads)
+        c = cont.get(p, 1.0)
         share = math.ceil(b / p)
         comp = c * (cal["o"] + cal["s"] * share)
         ar = allreduce_s(p, nbytes, al, be)

@@ -97,8 +97,8 @@ static int time_size(SfComm *c, float *buf, int64_t n, int repeat, double *t)
 /* t = alpha + beta * bytes the way scripts/scale_model.py's fit_line does
  * it (see there why not one least-squares line): beta is the median of
  * (t - t_small) / bytes over the sizes of 256 KiB and more (else the larger
- * half), alpha the smallest positive t - beta * bytes up to 16 KiB (else
- * the smallest t there). Sizes come in ascending order. */
+ * half), alpha the smallest max(t - beta * bytes, t / 2) up to 16 KiB.
+ * Sizes come in ascending order. */
 static void fit(const double *bytes, const double *t, int n, double *alpha,
                 double *beta)
 {
@@ -121,14 +121,13 @@ static void fit(const double *bytes, const double *t, int n, double *alpha,
     double b = k % 2 ? slope[k / 2] : 0.5 * (slope[k / 2 - 1] + slope[k / 2]);
     *beta = b > 0.0 ? b : 0.0;
     *alpha = floor;
-    double best = -1.0;
     for (int i = 0; i < nsmall; i++) {
         double rest = t[i] - *beta * bytes[i];
-        if (rest > 0.0 && (best < 0.0 || rest < best))
-            best = rest;
+        if (rest < 0.5 * t[i])
+            rest = 0.5 * t[i];
+        if (i == 0 || rest < *alpha)
+            *alpha = rest;
     }
-    if (best > 0.0)
-        *alpha = best;
 }
 
 int sf_cmd_bench_comm(int argc, char **argv)

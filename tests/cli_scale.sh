@@ -117,12 +117,12 @@ fa, fb = m.ring_params(a, b, p)
 assert abs(fa - alpha) / alpha < 0.1 and abs(fb - beta) / beta < 0.05, (fa, fb)
 # A rate-limited TCP link: up to 256 KiB the messages ride in the limiter's
 # burst at 8x the rate, so the curve bends; one repeat is slow. beta must
-# still be the large sizes' rate, alpha stay positive (a single line
+# still be the large sizes' rate and alpha the small ones' latency (a single line
 # through all of it gave a negative alpha and half of beta).
 bent = [A + B * (n if n > 262144 else n / 8) for n in sizes]
 bent[9] *= 1.6
 a, b = m.fit_line(sizes, bent)
-assert a > 0 and abs(b - B) / B < 0.05, (a, b, B)
+assert min(bent[:3]) / 2 <= a <= min(bent[:3]) and abs(b - B) / B < 0.05, (a, b, B)
 assert m.contention("netns", 3, 1, cores=2) == 1.5 and m.contention("local", 2, 1, cores=2) == 1
 assert m.contention("hosts.txt", 8, 1, cores=2) == 1
 assert m.exchange_s("shard", 3, 43, 1e-5) == 2e-5 and m.exchange_s("replicate", 3, 43, 1e-5) == 0
