@@ -45,6 +45,19 @@ static int64_t plane(const SfLayer *l) { return l->in.h * l->in.w; }
  * every clone (one AVX-512 register, two AVX2 or four SSE ones). */
 typedef float Lanes __attribute__((vector_size(LANES * sizeof(float))));
 
+/* r[0], r[1] = the lanes of s, q added in lane order, then the scalar tails
+ * ts, tq (a macro: a function taking a vector would change the ABI across
+ * the clones). */
+#define FINISH_SUMS(r, s, q, ts, tq)                                            \
+    do {                                                                        \
+        for (int j_ = 0; j_ < LANES; j_++) {                                    \
+            (r)[0] = (j_ ? (r)[0] : 0.0f) + (s)[j_];                            \
+            (r)[1] = (j_ ? (r)[1] : 0.0f) + (q)[j_];                            \
+        }                                                                       \
+        (r)[0] += (ts);                                                         \
+        (r)[1] += (tq);                                                         \
+    } while (0)
+
 /* r[0] = sum x, r[1] = sum x^2 over x[0, m): per lane, then lane order. */
 SF_SIMD_CLONES
 static void plane_sums(const float *restrict x, int64_t m, float *restrict r)
@@ -62,12 +75,7 @@ static void plane_sums(const float *restrict x, int64_t m, float *restrict r)
         ts += x[p];
         tq += x[p] * x[p];
     }
-    for (int j = 0; j < LANES; j++) { /* lane order, then the tail */
-        r[0] = (j ? r[0] : 0.0f) + s[j];
-        r[1] = (j ? r[1] : 0.0f) + q[j];
-    }
-    r[0] += ts;
-    r[1] += tq;
+    FINISH_SUMS(r, s, q, ts, tq);
 }
 
 /* r[0] = sum dy, r[1] = sum dy (x - mu) over [0, m), as plane_sums. */
@@ -89,12 +97,7 @@ static void plane_dsums(const float *restrict x, const float *restrict dy, float
         ts += dy[p];
         tq += dy[p] * (x[p] - mu);
     }
-    for (int j = 0; j < LANES; j++) { /* lane order, then the tail */
-        r[0] = (j ? r[0] : 0.0f) + s[j];
-        r[1] = (j ? r[1] : 0.0f) + q[j];
-    }
-    r[0] += ts;
-    r[1] += tq;
+    FINISH_SUMS(r, s, q, ts, tq);
 }
 
 /* dx = k dy - a x - b over [0, m). */

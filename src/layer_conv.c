@@ -96,6 +96,16 @@ static void rows_inside(int64_t H, int64_t OH, int64_t i, int64_t pad,
 /* 1 when the plane shortcut applies: stride 1 and OW == W. */
 static int same_width(const SfLayer *l) { return l->stride == 1 && l->out.w == l->in.w; }
 
+/* For kernel offset (i, j) of a same_width layer: the columns [lo, hi) and
+ * output rows [y0, y1) that see the image; 0 when it sees only padding. */
+static int plane_window(const SfLayer *l, int64_t i, int64_t j, int64_t *lo, int64_t *hi,
+                        int64_t *y0, int64_t *y1)
+{
+    inside(l->in.w, l->in.w, 1, j - l->pad, lo, hi);
+    rows_inside(l->in.h, l->out.h, i, l->pad, y0, y1);
+    return *hi > *lo && *y1 > *y0;
+}
+
 /* im2col for same_width layers: one copy per (row of col, sample). */
 static void im2col_planes(const SfLayer *l, const float *in, float *col, int64_t n)
 {
@@ -106,9 +116,7 @@ static void im2col_planes(const SfLayer *l, const float *in, float *col, int64_t
             for (int64_t j = 0; j < k; j++) {
                 float *row = col + ((c * k + i) * k + j) * N;
                 int64_t lo, hi, y0, y1;
-                inside(W, W, 1, j - pad, &lo, &hi);
-                rows_inside(H, OH, i, pad, &y0, &y1);
-                if (hi <= lo || y1 <= y0) { /* this (i, j) sees only padding */
+                if (!plane_window(l, i, j, &lo, &hi, &y0, &y1)) { /* only padding */
                     memset(row, 0, (size_t)N * sizeof *row);
                     continue;
                 }
@@ -185,9 +193,7 @@ static void col2im_planes(const SfLayer *l, float *col, float *din, int64_t n)
             for (int64_t j = 0; j < k; j++) {
                 float *row = col + ((c * k + i) * k + j) * N;
                 int64_t lo, hi, y0, y1;
-                inside(W, W, 1, j - pad, &lo, &hi);
-                rows_inside(H, OH, i, pad, &y0, &y1);
-                if (hi <= lo || y1 <= y0)
+                if (!plane_window(l, i, j, &lo, &hi, &y0, &y1))
                     continue;
                 const int64_t from = y0 * W + lo, len = (y1 - 1) * W + hi - from;
                 const int64_t shift = (i - pad) * W + (j - pad);
