@@ -145,7 +145,7 @@ else bad "model fit"; fi
 
 # A sweep on 1 and 2 ranks; batch 100000 > 1200 samples fails, and the
 # sweep goes on.
-if scripts/scale "$T/c.ini" --ranks 1,2 --batch-sizes 24,100000 --steps 20 --project \
+if scripts/scale "$T/c.ini" --ranks 1,2 --batch-sizes 24,100000 --steps 200 --project \
        --comm-max 64K --out "$T/sweep" > "$T/out" 2>&1; then
     st=0; else st=$?; fi
 if [ "$st" -eq 0 ] && grep -q "FAILED" "$T/out" &&
