@@ -3,21 +3,25 @@
 A data-parallel step on P ranks with global batch B and a gradient of n bytes
 is modelled as
 
-    step(P) = c(P) (o + s ceil(B / P)) + allreduce(P, n) + exchange(P)
+    step(P) = compute(P, ceil(B / P)) + allreduce(P, n) + exchange(P)
     allreduce(P, n) = 2 (P - 1) alpha + 2 (P - 1) / P * n * beta   (a ring)
 
-o is the per-step cost that does not shrink with P (the optimizer updates
-every weight on every rank), s the time per sample of data, forward and
-backward on one rank; both come from the sweep's 1-rank points. c(P) is how
-much slower a rank computes beside P - 1 others on the sweep's machine
-(local, and the namespace hosts, which all run on this machine): measured
-by P independent 1-rank trainings at once against one alone, so shared
-caches and memory count as well as cores shared by more ranks than there
-are (the formula max(1, ranks x threads / cores) said 1 for 2 ranks on 2
-cores, where they computed 10-20% slower); for a hostfile the nodes are
-taken to have a core per rank (c = 1). exchange(P) is the shard loader's alltoallv of the step's
-samples: a message latency alpha per peer, min(P - 1, B / P) peers (its
-bytes, a few kB, are negligible).
+compute(P, b) is what a rank spends on data, forward, backward and the
+optimizer for its share b, with no communication, measured: P independent
+1-rank trainings of batch b at once on the sweep's machine (local, and the
+namespace hosts, which all run on this machine), so shared cores, caches
+and memory count; one alone for a hostfile, whose nodes have their own
+cores. c(P) is that time against one such run alone (the formula
+max(1, ranks x threads / cores) said 1 for 2 ranks on 2 cores, where they
+computed 10-20% slower). Scaling the 1-rank point down instead,
+o + s b with o the per-step cost that does not shrink with P (the optimizer
+updates every weight on every rank) and s the time per sample, missed the
+2-rank compute by 9%: smaller GEMMs run slower per sample. The projection
+still uses o and s, from the sweep's 1-rank points. exchange(P) is the
+shard loader's alltoallv of the step's samples: a message latency alpha
+per peer, min(P - 1, B / P) peers (its bytes, a few kB, are negligible).
+With --repeat R every calibration runs R times and its median is used, as
+the points' medians are what it predicts.
 
 alpha and beta come from `shardfit bench-comm` run at every P of the sweep
 over the same hosts, because the same link costs more per byte at 3 ranks
@@ -86,7 +90,7 @@ def allreduce_s(p, nbytes, alpha, beta):
 
 
 def calibrate(points):
-    """From the 1-rank points (mean over repeats, keyed (B, 1)): o and s in
+    """From the 1-rank points (median over repeats, keyed (B, 1)): o and s in
     seconds, and backward seconds per sample. None without a 1-rank point."""
     ones = [p for (b, r), p in points.items() if r == 1]
     if not ones:
@@ -116,26 +120,45 @@ def contention(hosts, p, threads, cores=None):
     return max(1.0, p * threads / cores)
 
 
-def measure_contention(a, ranks, batch, colocate, threads):
-    """c(P) for each P of the sweep, and how it was found. Ranks that share
-    this machine (local, netns) are calibrated by colocate(a, copies, batch):
-    P independent 1-rank trainings at once against one alone, which counts
-    shared caches and memory as well as shared cores; a hostfile's nodes, or
-    a failed calibration, get the formula contention()."""
-    if a.hosts not in ("local", "netns") or colocate is None:
-        return {p: contention(a.hosts, p, threads) for p in ranks}, "formula"
-    print("[model] co-located 1-rank runs (compute alone, no communication) ...",
+def measure_compute(a, points, colocate, threads):
+    """Compute seconds per step of every multi-rank point (b, P), without
+    communication: P independent 1-rank trainings at once, each of the
+    point's per-rank batch, on the sweep's machine (local, netns), or one
+    alone for a hostfile's nodes, which have their own cores. The median of
+    --repeat runs of each. Measured at the point's own share, not scaled
+    from the 1-rank point: a rank's 64 samples cost more than half of 128
+    (smaller GEMMs), which the linear fit missed by 9% at 2 ranks.
+    Returns ({(b, P): seconds}, {(b, P): c(P)}, how); c(P) is that time
+    against one such run alone, and the formula contention() where a run
+    failed (then the time is c(P) (o + s share) from the caller)."""
+    shared = a.hosts in ("local", "netns")
+    if colocate is None:
+        return {}, {k: contention(a.hosts, k[1], threads) for k in points}, "formula"
+    print("[model] compute alone at each point's per-rank batch (%s, no "
+          "communication) ..." % ("co-located 1-rank runs" if shared else "1-rank runs"),
           end=" ", flush=True)
-    solo = colocate(a, 1, batch)
-    out, how = {}, "measured"
-    for p in ranks:
-        t = colocate(a, p, batch) if solo else None
-        if t:
-            out[p] = t / solo
+
+    def median_of(copies, share):
+        ts = [colocate(a, copies, share, rep) for rep in range(a.repeat)]
+        ts = [t for t in ts if t]
+        return float(np.median(ts)) * 1e-3 if ts else None
+
+    solo, comp, cont, how = {}, {}, {}, "measured"
+    for (b, p), pt in sorted(points.items()):
+        if p < 2:
+            continue
+        share = pt.get("per_rank_batch") or math.ceil(b / p)
+        if share not in solo:
+            solo[share] = median_of(1, share)
+        t = median_of(p, share) if shared else solo[share]
+        if t and solo[share]:
+            comp[(b, p)], cont[(b, p)] = t, t / solo[share]
         else:
-            out[p], how = contention(a.hosts, p, threads), "formula (a co-located run failed)"
-    print(", ".join("c(%d) = %.2f" % kv for kv in sorted(out.items())), flush=True)
-    return out, how
+            cont[(b, p)], how = contention(a.hosts, p, threads), "formula (a run failed)"
+    print(", ".join("c(%d) = %.2f at %d a rank" % (p, c, points[(b, p)].get(
+        "per_rank_batch") or math.ceil(b / p)) for (b, p), c in sorted(cont.items())),
+        flush=True)
+    return comp, cont, how
 
 
 def step_s(cal, p, batch, nbytes, alpha, beta, overlap=False, contend=1.0,
@@ -149,20 +172,27 @@ def step_s(cal, p, batch, nbytes, alpha, beta, overlap=False, contend=1.0,
 
 
 def run_bench_comm(a, p, launcher, shardfit, run):
-    """bench-comm over p ranks of the sweep's hosts; ((A, B), None) or
-    (None, message)."""
-    out = os.path.abspath(os.path.join(a.out, "bench-comm-p%d.csv" % p))
-    cmd = launcher(a.hosts, p) + [shardfit(), "bench-comm", "--csv", out, "--max",
-                                    a.comm_max]
-    print("[model] shardfit bench-comm on %d ranks ..." % p, end=" ", flush=True)
-    status, text = run(cmd, os.path.join(a.out, "bench-comm-p%d.txt" % p), a.timeout)
-    if status != 0:
-        print("FAILED")
-        return None, "bench-comm on %d ranks failed (exit %d), see bench-comm-p%d.txt" % (
-            p, status, p)
-    with open(out) as f:
-        rows = list(csv.DictReader(f))
-    A, B = fit_line([float(r["bytes"]) for r in rows], [float(r["median_s"]) for r in rows])
+    """bench-comm over p ranks of the sweep's hosts, --repeat times, each
+    size's time the median over the runs (one run's curve jumped 30% between
+    neighbouring sizes on the 2-core machine); ((A, B), None) or (None,
+    message)."""
+    curves = []
+    print("[model] shardfit bench-comm on %d ranks%s ..." %
+          (p, " x %d" % a.repeat if a.repeat > 1 else ""), end=" ", flush=True)
+    for r in range(a.repeat):
+        name = "bench-comm-p%d%s" % (p, "-r%d" % r if a.repeat > 1 else "")
+        out = os.path.abspath(os.path.join(a.out, name + ".csv"))
+        cmd = launcher(a.hosts, p) + [shardfit(), "bench-comm", "--csv", out, "--max",
+                                        a.comm_max]
+        status, text = run(cmd, os.path.join(a.out, name + ".txt"), a.timeout)
+        if status != 0:
+            print("FAILED")
+            return None, "bench-comm on %d ranks failed (exit %d), see %s.txt" % (
+                p, status, name)
+        with open(out) as f:
+            curves.append({float(r["bytes"]): float(r["median_s"]) for r in csv.DictReader(f)})
+    sizes = sorted(set.intersection(*(set(c) for c in curves)))
+    A, B = fit_line(sizes, [float(np.median([c[n] for c in curves])) for n in sizes])
     print("A %.1f us, B %.3g ns/byte" % (A * 1e6, B * 1e9), flush=True)
     return (A, B), None
 
@@ -219,15 +249,20 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         print("scripts/scale: --project skipped: " + "; ".join(errs))
         return "\n## Model\n\nNot fitted: %s.\n" % "; ".join(errs)
     loader, threads = point_config(next(iter(points.values())))
-    cont, how = measure_contention(a, ranks, min(b for b, _ in points), colocate, threads)
+    measured, cont, how = measure_compute(a, points, colocate, threads)
     nbytes = 4 * (nparams + 8)
     md = ["\n## Model\n",
           "Fitted from the 1-rank points: o = %.3f ms per step, s = %.2f us per "
-          "sample; gradient %d bytes; loader %s; contention %s: %s.\n\n" %
+          "sample; gradient %d bytes; loader %s. Compute of a P-rank point: %s.\n\n" %
           (cal["o"] * 1e3, cal["s"] * 1e6, nbytes, loader,
-           "c(P) from P co-located 1-rank runs against one" if how == "measured" else
-           "c(P) = max(1, P x %d thread%s / cores), %s" % (threads, "" if threads == 1 else "s", how),
-           ", ".join("c(%d) = %.2f" % kv for kv in sorted(cont.items()))),
+           ("measured by P co-located 1-rank runs of its per-rank batch "
+            "(median of %d); c(P) is that against one such run alone" % a.repeat
+            if a.hosts in ("local", "netns") else
+            "measured by a 1-rank run of its per-rank batch (median of %d); "
+            "the nodes have their own cores" % a.repeat)
+           if how == "measured" else
+           "c(P) (o + s share), c(P) = max(1, P x %d thread%s / cores), %s" %
+           (threads, "" if threads == 1 else "s", how)),
           "Allreduce over these hosts (`shardfit bench-comm`, t = A + B n; as a ring "
           "alpha = A / 2(P-1), beta = B P / 2(P-1)):\n\n"
           "| ranks | A us | B ns/byte | alpha us | link Gb/s |\n|---|---|---|---|---|\n"]
@@ -246,9 +281,9 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
             continue
         A, B = lines.get(p, (0.0, 0.0))
         al, be = ring_params(A, B, p) if p > 1 else (0.0, 0.0)
-        c = cont.get(p, 1.0)
-        share = math.ceil(b / p)
-        comp = c * (cal["o"] + cal["s"] * share)
+        c = cont.get((b, p), 1.0)
+        share = pt.get("per_rank_batch") or math.ceil(b / p)
+        comp = measured.get((b, p)) or c * (cal["o"] + cal["s"] * share)
         ar = allreduce_s(p, nbytes, al, be)
         ex = exchange_s(loader, p, share, al)
         pred = (comp + ar + ex) * 1e3
