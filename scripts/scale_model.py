@@ -4,6 +4,7 @@ A data-parallel step on P ranks with global batch B and a gradient of n bytes
 is modelled as
 
     step(P) = compute(P, ceil(B / P)) + allreduce(P, n) + exchange(P)
+              + m delay(P)
     allreduce(P, n) = 2 (P - 1) alpha + 2 (P - 1) / P * n * beta   (a ring)
 
 compute(P, b) is what a rank spends on data, forward, backward and the
@@ -20,7 +21,14 @@ updates every weight on every rank) and s the time per sample, missed the
 still uses o and s, from the sweep's 1-rank points. exchange(P) is the
 shard loader's alltoallv of the step's samples: a message latency alpha
 per peer, min(P - 1, B / P) peers (its bytes, a few kB, are negligible).
-With --repeat R every calibration runs R times and its median is used, as
+m is the number of meetings of all ranks in a step (the allreduce, and the
+shard loader's exchange) and delay(P) what one costs beyond the collective
+itself when the ranks compute between meetings: `bench-comm --compute-us`
+with the point's compute alone. bench-comm's curve has every rank inside
+MPI at once; in training, with more ranks than cores, a rank still in a
+collective shares its core with one already back at work and waits for the
+scheduler (1-2 ms per exchange at 3 and 4 hosts on 2 cores, against
+0.04-0.2 ms of latency). With --repeat R every calibration runs R times and its median is used, as
 the points' medians are what it predicts.
 
 alpha and beta come from `shardfit bench-comm` run at every P of the sweep
@@ -39,6 +47,7 @@ compares P nodes with one node computing the same share.
 import csv
 import math
 import os
+import re
 
 import numpy as np
 
@@ -197,6 +206,31 @@ def run_bench_comm(a, p, launcher, shardfit, run):
     return (A, B), None
 
 
+def run_sync_delay(a, p, compute_s, launcher, shardfit, run):
+    """Seconds one meeting of the ranks costs beyond the collective's own
+    time when they compute compute_s between meetings (`bench-comm
+    --compute-us`), the median of --repeat runs, floored at 0; None if it
+    failed. On this machine it is the scheduler: with more ranks than cores
+    a rank still in a collective waits for a core that another rank, back to
+    computing, holds."""
+    ds = []
+    for r in range(a.repeat):
+        name = "sync-p%d-%.0fus%s" % (p, compute_s * 1e6, "-r%d" % r if a.repeat > 1 else "")
+        cmd = launcher(a.hosts, p) + [shardfit(), "bench-comm", "--compute-us",
+                                        "%.1f" % (compute_s * 1e6), "--repeat", "100"]
+        status, text = run(cmd, os.path.join(a.out, name + ".txt"), a.timeout)
+        m = re.search(r"delay_us=(-?[0-9.]+)", text or "")
+        if status == 0 and m:
+            ds.append(float(m.group(1)) * 1e-6)
+    return max(0.0, float(np.median(ds))) if ds else None
+
+
+def sync_points(loader, p):
+    """Meetings of all ranks in a step: the gradient's allreduce, and the
+    shard loader's exchange."""
+    return 0 if p <= 1 else 1 + (loader == "shard")
+
+
 def point_config(point):
     """(loader, BLAS threads) of a point, from the config.ini of its run."""
     loader, threads, section = "shard", 1, ""
@@ -250,6 +284,18 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         return "\n## Model\n\nNot fitted: %s.\n" % "; ".join(errs)
     loader, threads = point_config(next(iter(points.values())))
     measured, cont, how = measure_compute(a, points, colocate, threads)
+    delays = {}
+    for (b, p), pt in sorted(points.items()):
+        if p < 2 or p not in lines:
+            continue
+        share = pt.get("per_rank_batch") or math.ceil(b / p)
+        alone = (measured[(b, p)] / cont[(b, p)] if (b, p) in measured
+                 else cal["o"] + cal["s"] * share)
+        print("[model] bench-comm --compute-us on %d ranks (%.0f us of work) ..." %
+              (p, alone * 1e6), end=" ", flush=True)
+        d = run_sync_delay(a, p, alone, launcher, shardfit, run)
+        print("FAILED" if d is None else "%.0f us a meeting" % (d * 1e6), flush=True)
+        delays[(b, p)] = d or 0.0
     nbytes = 4 * (nparams + 8)
     md = ["\n## Model\n",
           "Fitted from the 1-rank points: o = %.3f ms per step, s = %.2f us per "
@@ -272,8 +318,13 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
                   (p, A * 1e6, B * 1e9, al * 1e6, 8e-9 / be if be > 0 else float("inf")))
     for e in errs:
         md.append("\n%s.\n" % e)
+    md.append("\nEach meeting of the ranks in a step (the allreduce, and the shard "
+              "loader's exchange) also costs the delay `bench-comm --compute-us` "
+              "measures with the ranks computing between meetings (waiting for a "
+              "core when ranks outnumber cores).\n")
     md.append("\n| ranks | batch | c(P) | compute ms | allreduce ms | exchange ms | "
-              "predicted ms | measured ms | error |\n|---|---|---|---|---|---|---|---|---|\n")
+              "meetings x delay ms | predicted ms | measured ms | error |\n"
+              "|---|---|---|---|---|---|---|---|---|---|\n")
     fits = []
     print("[model] predicted step time of every measured point:")
     for (b, p), pt in points.items():
@@ -286,14 +337,16 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         comp = measured.get((b, p)) or c * (cal["o"] + cal["s"] * share)
         ar = allreduce_s(p, nbytes, al, be)
         ex = exchange_s(loader, p, share, al)
-        pred = (comp + ar + ex) * 1e3
+        sync = sync_points(loader, p) * delays.get((b, p), 0.0)
+        pred = (comp + ar + ex + sync) * 1e3
         e = (pred - pt["step_ms"]) / pt["step_ms"]
         fits.append({"ranks": p, "batch_size": b, "contention": c,
                      "compute_ms": comp * 1e3, "allreduce_ms": ar * 1e3,
-                     "exchange_ms": ex * 1e3, "measured_ms": pt["step_ms"],
-                     "predicted_ms": pred, "error": e})
-        md.append("| %d | %d | %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %+.1f%% |\n" %
-                  (p, b, c, comp * 1e3, ar * 1e3, ex * 1e3, pred, pt["step_ms"], 100 * e))
+                     "exchange_ms": ex * 1e3, "sync_ms": sync * 1e3,
+                     "measured_ms": pt["step_ms"], "predicted_ms": pred, "error": e})
+        md.append("| %d | %d | %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %+.1f%% |\n" %
+                  (p, b, c, comp * 1e3, ar * 1e3, ex * 1e3, sync * 1e3, pred,
+                   pt["step_ms"], 100 * e))
         print("  %d rank%s, batch %d: measured %.3f ms, predicted %.3f ms (%+.1f%%)" %
               (p, "" if p == 1 else "s", b, pt["step_ms"], pred, 100 * e))
     with open(os.path.join(a.out, "model_fit.csv"), "w", newline="") as f:

@@ -1,7 +1,8 @@
 /* cmd_bench_comm.c: `shardfit bench-comm [--min BYTES] [--max BYTES]
- * [--repeat R] [--csv FILE]`: how long MPI_Allreduce of a float sum takes on
- * these ranks and links, from 4 KiB to 64 MiB by powers of two, and the
- * latency-bandwidth line through it.
+ * [--repeat R] [--csv FILE] [--compute-us U]`: how long MPI_Allreduce of a
+ * float sum takes on these ranks and links, from 4 KiB to 64 MiB by powers
+ * of two, and the latency-bandwidth line through it; with --compute-us, what
+ * a synchronisation costs when the ranks compute between collectives.
  *
  * The numbers calibrate the scaling model of scripts/scale --project: an
  * allreduce of n bytes takes alpha + beta * n. Each time is the slowest
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "commands.h"
 #include "shardfit/comm.h"
@@ -21,6 +23,7 @@ typedef struct Options {
     long long min, max;
     int repeat;
     const char *csv;
+    double compute_us; /* > 0: the synchronisation benchmark instead */
 } Options;
 
 /* "4096", "4K", "64M", "1G" (binary units). */
@@ -43,7 +46,7 @@ static int parse_bytes(const char *s, long long *out)
 
 static int parse_args(int argc, char **argv, Options *o)
 {
-    *o = (Options){4LL << 10, 64LL << 20, 20, NULL};
+    *o = (Options){4LL << 10, 64LL << 20, 20, NULL, 0.0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--min") && v && !parse_bytes(v, &o->min))
@@ -54,11 +57,13 @@ static int parse_args(int argc, char **argv, Options *o)
             o->repeat = atoi(v), i++;
         else if (!strcmp(a, "--csv") && v)
             o->csv = v, i++;
+        else if (!strcmp(a, "--compute-us") && v && atof(v) > 0.0 && atof(v) <= 1e6)
+            o->compute_us = atof(v), i++;
         else
             return sf_cli_usage_error("bench-comm", "bad argument '%s' (usage: "
                                       "shardfit bench-comm [--min BYTES] [--max BYTES] "
-                                      "[--repeat R] [--csv FILE]; BYTES like 4K, 64M)",
-                                      a);
+                                      "[--repeat R] [--csv FILE] [--compute-us U]; "
+                                      "BYTES like 4K, 64M; U in (0, 1e6])", a);
     }
     if (o->min > o->max)
         return sf_cli_usage_error("bench-comm", "--min %lld is larger than --max %lld",
@@ -92,6 +97,88 @@ static int time_size(SfComm *c, float *buf, int64_t n, int repeat, double *t)
         spent += dt;
     }
     return k;
+}
+
+/* ---- synchronisation while computing ------------------------------------
+ * A training step computes, then every rank meets the others in a
+ * collective. When ranks outnumber cores, a rank still in a collective can
+ * share its core with one that has gone back to computing, and then waits
+ * for the scheduler to give it the core back; bench-comm's curve, with
+ * every rank in MPI at once, never sees that. So: each rank computes U us
+ * of CPU work and meets the others in an 8-byte allreduce, R times (synced);
+ * then computes the same without meeting (free: only sharing the cores).
+ * The delay of one meeting is synced - free per iteration, less the small
+ * allreduce's own time measured alone. */
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU work with no memory traffic: a dependent multiply-add chain. */
+static float spin(long long iters, float x)
+{
+    for (long long i = 0; i < iters; i++)
+        x = x * 0.9999999f + 1e-7f;
+    return x;
+}
+
+/* Iterations of spin() per CPU second on this rank, from its own thread CPU
+ * time, which other processes on the core do not inflate. */
+static double spin_rate(void)
+{
+    volatile float sink = spin(1000000, 1.0f);
+    double t0 = thread_cpu();
+    sink = spin(20000000, sink);
+    double dt = thread_cpu() - t0;
+    (void)sink;
+    return 20000000.0 / (dt > 0.0 ? dt : 1e-9);
+}
+
+/* Mean seconds per iteration of R iterations of `iters` of work, each
+ * followed by an 8-byte allreduce when synced; the slowest rank's. */
+static double loop_s(SfComm *c, long long iters, int repeat, int synced)
+{
+    volatile float sink = 1.0f;
+    double one = 0.0;
+    sf_comm_barrier(c);
+    double t0 = sf_clock();
+    for (int r = 0; r < repeat; r++) {
+        sink = spin(iters, sink);
+        if (synced)
+            sf_comm_allreduce_sum_f64(c, &one, 1);
+    }
+    double dt = (sf_clock() - t0) / repeat;
+    sf_comm_allreduce_max_f64(c, &dt, 1);
+    return dt;
+}
+
+/* Prints, on rank 0, the work, the free and synced seconds per iteration,
+ * the small allreduce alone and the delay per meeting; medians of 5 runs. */
+static void time_sync(SfComm *c, double compute_us, int repeat, int rank, int p)
+{
+    long long iters = (long long)(spin_rate() * compute_us * 1e-6);
+    if (iters < 1)
+        iters = 1;
+    double f[5], s[5], a[5], d[5];
+    for (int k = 0; k < 5; k++) {
+        f[k] = loop_s(c, iters, repeat, 0);
+        s[k] = loop_s(c, iters, repeat, 1);
+        a[k] = loop_s(c, 0, repeat, 1);
+        d[k] = s[k] - f[k] - a[k];
+    }
+    qsort(f, 5, sizeof *f, by_value);
+    qsort(s, 5, sizeof *s, by_value);
+    qsort(a, 5, sizeof *a, by_value);
+    qsort(d, 5, sizeof *d, by_value);
+    if (rank == 0)
+        printf("shardfit bench-comm: %d rank%s computing %.0f us of CPU work between "
+               "8-byte allreduces, %d iterations, medians of 5 runs\n"
+               "sync: compute_us=%.1f free_us=%.1f synced_us=%.1f small_us=%.1f "
+               "delay_us=%.1f\n", p, p == 1 ? "" : "s", compute_us, repeat, compute_us,
+               f[2] * 1e6, s[2] * 1e6, a[2] * 1e6, d[2] * 1e6);
 }
 
 /* t = alpha + beta * bytes the way scripts/scale_model.py's fit_line does
@@ -134,10 +221,13 @@ int sf_cmd_bench_comm(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         printf("usage: shardfit bench-comm [--min BYTES] [--max BYTES] [--repeat R] "
-               "[--csv FILE]\ntimes MPI_Allreduce (float sum) from --min (4K) to "
-               "--max (64M) bytes by powers of two, the median of R (20) repeats "
-               "of the slowest rank's time, and fits t = alpha + beta * bytes; "
-               "run under mpirun -np P\n");
+               "[--csv FILE] [--compute-us U]\ntimes MPI_Allreduce (float sum) from "
+               "--min (4K) to --max (64M) bytes by powers of two, the median of R "
+               "(20) repeats of the slowest rank's time, and fits t = alpha + beta * "
+               "bytes; with --compute-us, instead times R iterations of U us of CPU "
+               "work each followed by an 8-byte allreduce against the work alone, "
+               "and prints the delay of one meeting (delay_us); run under mpirun "
+               "-np P\n");
         return SF_EXIT_OK;
     }
     Options o;
@@ -150,6 +240,11 @@ int sf_cmd_bench_comm(int argc, char **argv)
         return SF_EXIT_FAILURE;
     }
     int rank = sf_comm_rank(comm), p = sf_comm_size(comm);
+    if (o.compute_us > 0.0) {
+        time_sync(comm, o.compute_us, o.repeat, rank, p);
+        sf_comm_free(comm);
+        return SF_EXIT_OK;
+    }
     float *buf = calloc((size_t)(o.max / 4), sizeof(float));
     double *t = malloc((size_t)o.repeat * sizeof *t);
     double bytes[48] = {0}, median[48] = {0};

@@ -100,6 +100,22 @@ else bad "bench-comm"; fi
 if "$SF" bench-comm --max 1X > "$T/out" 2>&1; then bad "bench-comm --max 1X accepted"
 else ok "bench-comm rejects a bad size"; fi
 
+# bench-comm --compute-us: the work it calibrates from CPU time takes at
+# least that long per iteration, and meeting the other rank costs >= 0 on
+# average (the delay itself may come out slightly negative from noise).
+if "$RUN" 2 "$SF" bench-comm --compute-us 500 --repeat 20 > "$T/out" 2>&1 &&
+   $PY - "$T/out" >> "$T/out" 2>&1 <<'PY'
+import re, sys
+line = [l for l in open(sys.argv[1]) if l.startswith("sync: ")][0]
+v = {k: float(x) for k, x in re.findall(r"(\w+)=(-?[0-9.]+)", line)}
+assert v["compute_us"] == 500 and v["free_us"] >= 0.9 * 500, v
+assert v["synced_us"] > 0 and v["small_us"] >= 0 and "delay_us" in v, v
+PY
+then ok "bench-comm --compute-us: calibrated work, the delay of a meeting"
+else bad "bench-comm --compute-us"; fi
+if "$SF" bench-comm --compute-us 0 > "$T/out" 2>&1; then bad "bench-comm --compute-us 0 accepted"
+else ok "bench-comm rejects --compute-us 0"; fi
+
 # The fit recovers alpha and beta from synthetic points; the step model
 # reproduces points made with it.
 if $PY - > "$T/out" 2>&1 <<'PY'
@@ -178,7 +194,7 @@ assert {int(r["nodes"]) for r in proj} == {8, 16, 32, 64, 128, 256, 512, 1024}
 assert {r["link"] for r in proj} >= {"10 Gb/s", "25 Gb/s", "100 Gb/s"}
 assert all(0 < float(r["efficiency"]) <= 1.0001 for r in proj)
 fit = list(csv.DictReader(open(os.path.join(d, "model_fit.csv"))))
-assert len(fit) == 2
+assert len(fit) == 2 and all(float(r["sync_ms"]) >= 0 for r in fit), fit
 report = open(os.path.join(d, "report.md")).read()
 assert "Where the time went" in report and "ms per step" in report and "failed" in report
 PY
