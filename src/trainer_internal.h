@@ -77,6 +77,14 @@ typedef struct SfTrainer {
     char metrics_path[2 * SF_CONFIG_STR];
 } SfTrainer;
 
+/* trainer_setup.c: everything that can fail before training, done on each
+ * rank alone (data, plan, model, optimizer, buffers, log). 0 or -1 with err. */
+int sf_trainer_setup_local(SfTrainer *t, SfError *err);
+
+/* Cuts the gradient block into buckets of about comm.bucket_mb MiB at layer
+ * boundaries and starts the thread that sums them. Collective. 0 or -1. */
+int sf_trainer_plan_buckets(SfTrainer *t, SfError *err);
+
 /* Every rank holds the same weights: one small allgather; the answer is
  * the same on all ranks. -1 with the message on rank 0 when they differ. */
 int sf_trainer_check_replicas(SfTrainer *t, const char *when, SfError *err);
