@@ -5,14 +5,18 @@
  * zero padding on both sides. Viewed as (out_c, K) with K = in_c*k*k, the
  * weight multiplies the im2col matrix col (K, n*P), P = out_h*out_w, whose
  * row (c*k + i)*k + j holds input pixel (c, y*s - pad + i, x*s - pad + j) of
- * output position (y, x) of every sample, built once for the batch. Each
- * sample's P columns of it times the weight go by sgemm straight into
- * that sample's (out_c, P) block of the NCHW output, filled with the bias
- * first (beta 1): one sgemm over all n*P columns would give (out_c, n, P)
- * and need a copy into NCHW, and one back in backward (docs/DESIGN.md).
- * Backward, per sample: dW += dY_b col_b^T, dcol_b = W^T dY_b; col2im
- * adds dcol back into din. col stays in the workspace from forward to
- * backward, and dcol overwrites it once dW is done.
+ * output position (y, x) of every sample. Each sample's P columns of it are
+ * built just before they are used, and times the weight go by sgemm
+ * straight into that sample's (out_c, P) block of the NCHW output, filled
+ * with the bias first (beta 1): one sgemm over all n*P columns would give
+ * (out_c, n, P) and need a copy into NCHW, and one back in backward
+ * (docs/DESIGN.md), and is no faster at these shapes (GFLOP/s of one
+ * batched sgemm against per-sample ones, one thread, SkylakeX kernels, 64
+ * samples: fashion-cnn's second conv, 64x288 on 14x14, forward 139 against
+ * 132, dcol 115 against 135; its first conv 37-67 against 110-170). Backward, per sample: dW += dY_b col_b^T,
+ * then dcol_b = W^T dY_b into col_b's place and col2im adds it into din_b
+ * while both are in cache. col stays in the workspace from forward to
+ * backward.
  *
  * A stride-1 convolution that keeps the image's width (3x3 with padding 1)
  * moves whole planes: row (c, i, j) of col for one sample is the image
@@ -106,158 +110,146 @@ static int plane_window(const SfLayer *l, int64_t i, int64_t j, int64_t *lo, int
     return *hi > *lo && *y1 > *y0;
 }
 
-/* im2col for same_width layers: one copy per (row of col, sample). */
-static void im2col_planes(const SfLayer *l, const float *in, float *col, int64_t n)
+/* im2col of one sample for same_width layers: one copy per row of col.
+ * img (C, H, W); d's rows are ld floats apart. */
+static void im2col_planes(const SfLayer *l, const float *img, float *col, int64_t ld)
 {
     const int64_t C = l->in.c, H = l->in.h, W = l->in.w, k = l->k, pad = l->pad;
-    const int64_t OH = l->out.h, P = OH * W, N = n * P;
+    const int64_t OH = l->out.h, P = OH * W;
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < k; i++)
             for (int64_t j = 0; j < k; j++) {
-                float *row = col + ((c * k + i) * k + j) * N;
+                float *d = col + ((c * k + i) * k + j) * ld;
                 int64_t lo, hi, y0, y1;
                 if (!plane_window(l, i, j, &lo, &hi, &y0, &y1)) { /* only padding */
-                    memset(row, 0, (size_t)N * sizeof *row);
+                    memset(d, 0, (size_t)P * sizeof *d);
                     continue;
                 }
                 /* d[y*W + x] = img[(y + i - pad)*W + x + j - pad] */
                 const int64_t from = y0 * W + lo, len = (y1 - 1) * W + hi - from;
                 const int64_t shift = (i - pad) * W + (j - pad);
-                for (int64_t b = 0; b < n; b++) {
-                    const float *img = in + (b * C + c) * H * W;
-                    float *d = row + b * P;
-                    memset(d, 0, (size_t)from * sizeof *d);
-                    memcpy(d + from, img + from + shift, (size_t)len * sizeof *d);
-                    memset(d + from + len, 0, (size_t)(P - from - len) * sizeof *d);
-                    for (int64_t y = y0; y < y1; y++) { /* the wrapped columns */
-                        for (int64_t x = 0; x < lo; x++)
-                            d[y * W + x] = 0.0f;
-                        for (int64_t x = hi; x < W; x++)
-                            d[y * W + x] = 0.0f;
-                    }
+                const float *src = img + c * H * W;
+                memset(d, 0, (size_t)from * sizeof *d);
+                memcpy(d + from, src + from + shift, (size_t)len * sizeof *d);
+                memset(d + from + len, 0, (size_t)(P - from - len) * sizeof *d);
+                for (int64_t y = y0; y < y1; y++) { /* the wrapped columns */
+                    for (int64_t x = 0; x < lo; x++)
+                        d[y * W + x] = 0.0f;
+                    for (int64_t x = hi; x < W; x++)
+                        d[y * W + x] = 0.0f;
                 }
             }
 }
 
-/* col (K, n*P) from in (n, C, H, W). */
-static void im2col(const SfLayer *l, const float *in, float *col, int64_t n)
+/* One sample's columns of col (K rows ld floats apart, P each) from its
+ * image img (C, H, W). */
+static void im2col(const SfLayer *l, const float *img, float *col, int64_t ld)
 {
     const int64_t C = l->in.c, H = l->in.h, W = l->in.w, k = l->k;
     const int64_t s = l->stride, pad = l->pad, OH = l->out.h, OW = l->out.w;
-    const int64_t P = OH * OW, N = n * P;
     if (same_width(l)) {
-        im2col_planes(l, in, col, n);
+        im2col_planes(l, img, col, ld);
         return;
     }
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < k; i++)
             for (int64_t j = 0; j < k; j++) {
-                float *row = col + ((c * k + i) * k + j) * N;
+                float *dst = col + ((c * k + i) * k + j) * ld;
+                const float *src = img + c * H * W;
                 int64_t lo, hi;
                 inside(W, OW, s, j - pad, &lo, &hi);
-                for (int64_t b = 0; b < n; b++) {
-                    const float *img = in + (b * C + c) * H * W;
-                    float *dst = row + b * P;
-                    for (int64_t y = 0; y < OH; y++) {
-                        const int64_t iy = y * s - pad + i;
-                        float *d = dst + y * OW;
-                        if (iy < 0 || iy >= H) {
-                            memset(d, 0, (size_t)OW * sizeof *d);
-                            continue;
-                        }
-                        const int64_t base = iy * W + j - pad; /* + x*s >= 0 */
-                        for (int64_t x = 0; x < lo; x++)
-                            d[x] = 0.0f;
-                        if (s == 1)
-                            memcpy(d + lo, img + base + lo, (size_t)(hi - lo) * sizeof *d);
-                        else
-                            for (int64_t x = lo; x < hi; x++)
-                                d[x] = img[base + x * s];
-                        for (int64_t x = hi; x < OW; x++)
-                            d[x] = 0.0f;
+                for (int64_t y = 0; y < OH; y++) {
+                    const int64_t iy = y * s - pad + i;
+                    float *d = dst + y * OW;
+                    if (iy < 0 || iy >= H) {
+                        memset(d, 0, (size_t)OW * sizeof *d);
+                        continue;
                     }
+                    const int64_t base = iy * W + j - pad; /* + x*s >= 0 */
+                    for (int64_t x = 0; x < lo; x++)
+                        d[x] = 0.0f;
+                    if (s == 1)
+                        memcpy(d + lo, src + base + lo, (size_t)(hi - lo) * sizeof *d);
+                    else
+                        for (int64_t x = lo; x < hi; x++)
+                            d[x] = src[base + x * s];
+                    for (int64_t x = hi; x < OW; x++)
+                        d[x] = 0.0f;
                 }
             }
 }
 
-/* col2im for same_width layers: one add per (row of col, sample), after
- * zeroing the entries of the wrapped columns (col is scratch by then). The
- * pixels get the same additions in the same order as col2im's loop. */
-static void col2im_planes(const SfLayer *l, float *col, float *din, int64_t n)
+/* col2im of one sample for same_width layers: one add per row of col,
+ * after zeroing the entries of the wrapped columns (col is scratch by
+ * then). The pixels get the same additions in the same order as col2im's
+ * loop. */
+static void col2im_planes(const SfLayer *l, float *col, int64_t ld, float *img)
 {
     const int64_t C = l->in.c, H = l->in.h, W = l->in.w, k = l->k, pad = l->pad;
-    const int64_t OH = l->out.h, P = OH * W, N = n * P;
-    memset(din, 0, (size_t)(n * C * H * W) * sizeof *din);
+    memset(img, 0, (size_t)(C * H * W) * sizeof *img);
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < k; i++)
             for (int64_t j = 0; j < k; j++) {
-                float *row = col + ((c * k + i) * k + j) * N;
+                float *src = col + ((c * k + i) * k + j) * ld;
                 int64_t lo, hi, y0, y1;
                 if (!plane_window(l, i, j, &lo, &hi, &y0, &y1))
                     continue;
                 const int64_t from = y0 * W + lo, len = (y1 - 1) * W + hi - from;
                 const int64_t shift = (i - pad) * W + (j - pad);
-                for (int64_t b = 0; b < n; b++) {
-                    float *src = row + b * P;
-                    for (int64_t y = y0; y < y1; y++) {
-                        for (int64_t x = 0; x < lo; x++)
-                            src[y * W + x] = 0.0f;
-                        for (int64_t x = hi; x < W; x++)
-                            src[y * W + x] = 0.0f;
-                    }
-                    add_to(din + (b * C + c) * H * W + from + shift, src + from, len);
+                for (int64_t y = y0; y < y1; y++) {
+                    for (int64_t x = 0; x < lo; x++)
+                        src[y * W + x] = 0.0f;
+                    for (int64_t x = hi; x < W; x++)
+                        src[y * W + x] = 0.0f;
                 }
+                add_to(img + c * H * W + from + shift, src + from, len);
             }
 }
 
-/* din (n, C, H, W) = the sum of col's entries (K, n*P) at their pixels;
- * col is clobbered. */
-static void col2im(const SfLayer *l, float *col, float *din, int64_t n)
+/* One sample's image gradient img (C, H, W) = the sum of its columns of
+ * col (K rows ld floats apart) at their pixels; those columns are
+ * clobbered. */
+static void col2im(const SfLayer *l, float *col, int64_t ld, float *img)
 {
     const int64_t C = l->in.c, H = l->in.h, W = l->in.w, k = l->k;
     const int64_t s = l->stride, pad = l->pad, OH = l->out.h, OW = l->out.w;
-    const int64_t P = OH * OW, N = n * P;
     if (same_width(l)) {
-        col2im_planes(l, col, din, n);
+        col2im_planes(l, col, ld, img);
         return;
     }
-    memset(din, 0, (size_t)(n * C * H * W) * sizeof *din);
+    memset(img, 0, (size_t)(C * H * W) * sizeof *img);
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < k; i++)
             for (int64_t j = 0; j < k; j++) {
-                const float *row = col + ((c * k + i) * k + j) * N;
+                const float *row = col + ((c * k + i) * k + j) * ld;
+                float *dst = img + c * H * W;
                 int64_t lo, hi;
                 inside(W, OW, s, j - pad, &lo, &hi);
-                for (int64_t b = 0; b < n; b++) {
-                    float *img = din + (b * C + c) * H * W;
-                    const float *srcb = row + b * P;
-                    for (int64_t y = 0; y < OH; y++) {
-                        const int64_t iy = y * s - pad + i;
-                        if (iy < 0 || iy >= H)
-                            continue;
-                        const int64_t base = iy * W + j - pad; /* + x*s >= 0 */
-                        const float *src = srcb + y * OW;
-                        for (int64_t x = lo; x < hi; x++)
-                            img[base + x * s] += src[x];
-                    }
+                for (int64_t y = 0; y < OH; y++) {
+                    const int64_t iy = y * s - pad + i;
+                    if (iy < 0 || iy >= H)
+                        continue;
+                    const int64_t base = iy * W + j - pad; /* + x*s >= 0 */
+                    const float *src = row + y * OW;
+                    for (int64_t x = lo; x < hi; x++)
+                        dst[base + x * s] += src[x];
                 }
             }
 }
 
-/* in (n, C, H, W), W (O, K), col (K, n*P); out (n, O, P): each sample's
- * (O, P) block is its bias and then W col_b added by sgemm (beta 1), so
- * the product lands in NCHW without a copy. */
+/* in (n, C, H, W), W (O, K), col (K, n*P); out (n, O, P). Sample by
+ * sample, while its columns are in cache: its columns of col, then its
+ * (O, P) block of out, the bias and then W col_b added by sgemm (beta 1),
+ * so the product lands in NCHW without a copy. */
 static void conv_forward(const SfLayer *l, const float *in, float *out,
                          int64_t n, const SfPass *pass)
 {
     (void)pass;
     const int64_t O = l->units, K = l->in.c * l->k * l->k;
-    const int64_t P = l->out.h * l->out.w, N = n * P;
-    if (n == 0)
-        return;
+    const int64_t P = l->out.h * l->out.w, N = n * P, D = sf_shape_size(l->in);
     float *col = l->work;
-    im2col(l, in, col, n);
     for (int64_t b = 0; b < n; b++) {
+        im2col(l, in + b * D, col + b * P, N);
         float *y = out + b * O * P;
         for (int64_t o = 0; o < O; o++)
             fill(y + o * P, P, l->b[o]);
@@ -267,8 +259,9 @@ static void conv_forward(const SfLayer *l, const float *in, float *out,
 }
 
 /* dout (n, O, P), sample by sample: db += its row sums; dW (O, K) +=
- * dout_b col_b^T; dcol_b = W^T dout_b into col's place; din =
- * col2im(dcol). */
+ * dout_b col_b^T; then, while they are in cache, dcol_b = W^T dout_b into
+ * col_b's place and din_b = col2im(dcol_b). Each gradient gets the same
+ * additions in the same order as a pass over all samples per step. */
 static void conv_backward(const SfLayer *l, const float *in, const float *out,
                           const float *dout, float *din, int64_t n,
                           const SfPass *pass)
@@ -277,9 +270,7 @@ static void conv_backward(const SfLayer *l, const float *in, const float *out,
     (void)out;
     (void)pass;
     const int64_t O = l->units, K = l->in.c * l->k * l->k;
-    const int64_t P = l->out.h * l->out.w, N = n * P;
-    if (n == 0)
-        return;
+    const int64_t P = l->out.h * l->out.w, N = n * P, D = sf_shape_size(l->in);
     float *col = l->work;
     for (int64_t b = 0; b < n; b++) {
         const float *dy = dout + b * O * P;
@@ -287,14 +278,12 @@ static void conv_backward(const SfLayer *l, const float *in, const float *out,
             l->db[o] += plane_sum(dy + o * P, P);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)P,
                     1.0f, dy, (int)P, col + b * P, (int)N, 1.0f, l->dw, (int)K);
-    }
-    if (!din)
-        return;
-    for (int64_t b = 0; b < n; b++)
+        if (!din)
+            continue;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)O,
-                    1.0f, l->w, (int)K, dout + b * O * P, (int)P, 0.0f, col + b * P,
-                    (int)N);
-    col2im(l, col, din, n);
+                    1.0f, l->w, (int)K, dy, (int)P, 0.0f, col + b * P, (int)N);
+        col2im(l, col + b * P, N, din + b * D);
+    }
 }
 
 /* "conv:FILTERS:K[:STRIDE[:PAD]]", stride 1 and padding 0 by default. */
