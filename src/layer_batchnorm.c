@@ -24,6 +24,7 @@
  * order. */
 #include "shardfit/layer.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +45,7 @@ static int64_t plane(const SfLayer *l) { return l->in.h * l->in.w; }
 /* LANES floats as one GCC vector: each lane's operations are the same in
  * every clone (one AVX-512 register, two AVX2 or four SSE ones). */
 typedef float Lanes __attribute__((vector_size(LANES * sizeof(float))));
+typedef int32_t LaneMask __attribute__((vector_size(LANES * sizeof(int32_t))));
 
 /* r[0], r[1] = the lanes of s, q added in lane order, then the scalar tails
  * ts, tq (a macro: a function taking a vector would change the ABI across
@@ -100,6 +102,34 @@ static void plane_dsums(const float *restrict x, const float *restrict dy, float
     FINISH_SUMS(r, s, q, ts, tq);
 }
 
+/* plane_dsums of the relu's gradient (backward_act): dy where y > 0, else
+ * +0, the bits the relu's own backward stores. */
+SF_SIMD_CLONES
+static void plane_dsums_relu(const float *restrict x, const float *restrict y,
+                             const float *restrict dy, float mu, int64_t m,
+                             float *restrict r)
+{
+    const Lanes zero = {0};
+    Lanes s = {0}, q = {0};
+    int64_t p = 0;
+    for (; p + LANES <= m; p += LANES) {
+        Lanes d, v, u;
+        memcpy(&d, dy + p, sizeof d);
+        memcpy(&v, x + p, sizeof v);
+        memcpy(&u, y + p, sizeof u);
+        d = (Lanes)((LaneMask)d & (u > zero));
+        s += d;
+        q += d * (v - mu);
+    }
+    float ts = 0.0f, tq = 0.0f;
+    for (; p < m; p++) {
+        const float d = y[p] > 0.0f ? dy[p] : 0.0f;
+        ts += d;
+        tq += d * (x[p] - mu);
+    }
+    FINISH_SUMS(r, s, q, ts, tq);
+}
+
 /* dx = k dy - a x - b over [0, m). */
 SF_SIMD_CLONES
 static void affine2(const float *restrict dy, const float *restrict x, float *restrict dx,
@@ -107,6 +137,16 @@ static void affine2(const float *restrict dy, const float *restrict x, float *re
 {
     for (int64_t p = 0; p < m; p++)
         dx[p] = k * dy[p] - a * x[p] - b;
+}
+
+/* affine2 of the relu's gradient, as plane_dsums_relu. */
+SF_SIMD_CLONES
+static void affine2_relu(const float *restrict dy, const float *restrict y,
+                         const float *restrict x, float *restrict dx, int64_t m,
+                         float k, float a, float b)
+{
+    for (int64_t p = 0; p < m; p++)
+        dx[p] = k * (y[p] > 0.0f ? dy[p] : 0.0f) - a * x[p] - b;
 }
 
 /* Adds count, sum x and sum x^2 of in (n, C, HW) to s: float within one
@@ -197,38 +237,45 @@ static void bn_forward(const SfLayer *l, const float *in, float *out,
     bn_forward_act(l, SF_ACT_NONE, in, out, n, pass);
 }
 
-/* Adds sum dy and sum dy*xhat per channel to s (2C doubles). */
-static void add_backward_sums(const SfLayer *l, const float *in,
+/* Adds sum dy and sum dy*xhat per channel to s (2C doubles); dy is dout
+ * masked by the relu after this layer, whose output is y, unless y is
+ * NULL. */
+static void add_backward_sums(const SfLayer *l, const float *in, const float *y,
                               const float *dout, int64_t n, double *s)
 {
     const int64_t C = channels(l), HW = plane(l);
     const double *mean = l->sums + 1 + 2 * C, *invstd = l->sums + 1 + 3 * C;
     for (int64_t b = 0; b < n; b++)
         for (int64_t c = 0; c < C; c++) {
+            const int64_t at = (b * C + c) * HW;
             float r[2];
-            plane_dsums(in + (b * C + c) * HW, dout + (b * C + c) * HW,
-                        (float)mean[c], HW, r);
+            if (y)
+                plane_dsums_relu(in + at, y + at, dout + at, (float)mean[c], HW, r);
+            else
+                plane_dsums(in + at, dout + at, (float)mean[c], HW, r);
             s[c] += r[0];
             s[C + c] += (double)r[1] * invstd[c];
         }
 }
 
 /* dgamma, dbeta += this rank's sums; din from the global sums g:
- * din = gamma invstd (dy - sum dy / N - xhat sum(dy xhat) / N). */
-static void bn_backward(const SfLayer *l, const float *in, const float *out,
-                        const float *dout, float *din, int64_t n,
-                        const SfPass *pass)
+ * din = gamma invstd (dy - sum dy / N - xhat sum(dy xhat) / N), dy being
+ * dout masked by the relu after this layer when y (its output) is not
+ * NULL (layer.h's backward_act). */
+static void bn_backward_act(const SfLayer *l, SfAct act, const float *in,
+                            const float *y, const float *dout, float *din,
+                            int64_t n, const SfPass *pass)
 {
-    (void)out;
+    assert(act == SF_ACT_RELU || (act == SF_ACT_NONE && !y));
     const int64_t C = channels(l), HW = plane(l);
     double *g = l->sums + 1 + 4 * C;
     if (l->bmode == SF_BATCH_GATHER) {
-        add_backward_sums(l, in, dout, n, g);
+        add_backward_sums(l, in, y, dout, n, g);
         return;
     }
     double *local = l->sums + 1 + 6 * C;
     memset(local, 0, (size_t)(2 * C) * sizeof *local);
-    add_backward_sums(l, in, dout, n, local);
+    add_backward_sums(l, in, y, dout, n, local);
     for (int64_t c = 0; c < C; c++) {
         l->db[c] += (float)local[c];
         l->dw[c] += (float)local[C + c];
@@ -248,10 +295,22 @@ static void bn_backward(const SfLayer *l, const float *in, const float *out,
         const double mdy = g[c] / N, mdyx = g[C + c] / N;
         const float kf = (float)k, a = (float)(k * invstd[c] * mdyx);
         const float b0 = (float)(k * mdy - k * invstd[c] * mdyx * mean[c]);
-        for (int64_t b = 0; b < n; b++)
-            affine2(dout + (b * C + c) * HW, in + (b * C + c) * HW,
-                    din + (b * C + c) * HW, HW, kf, a, b0);
+        for (int64_t b = 0; b < n; b++) {
+            const int64_t at = (b * C + c) * HW;
+            if (y)
+                affine2_relu(dout + at, y + at, in + at, din + at, HW, kf, a, b0);
+            else
+                affine2(dout + at, in + at, din + at, HW, kf, a, b0);
+        }
     }
+}
+
+static void bn_backward(const SfLayer *l, const float *in, const float *out,
+                        const float *dout, float *din, int64_t n,
+                        const SfPass *pass)
+{
+    (void)out;
+    bn_backward_act(l, SF_ACT_NONE, in, NULL, dout, din, n, pass);
 }
 
 static void bn_gather_begin(SfLayer *l, int backward)
@@ -309,6 +368,7 @@ const SfLayerOps sf_layer_batchnorm = {
     .forward = bn_forward,
     .forward_act = bn_forward_act,
     .backward = bn_backward,
+    .backward_act = bn_backward_act,
     .init = bn_init,
     .gather_begin = bn_gather_begin,
     .gather_end = bn_gather_end};

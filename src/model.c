@@ -233,7 +233,9 @@ static void phase_end(const SfPass *pass, SfPhase ph)
 }
 
 /* A whole forward, the loss, and backward from the last layer down to
- * layer first (0: the whole network). hook (NULL: none) is told as each
+ * layer first (0: the whole network). A relu's backward goes into the
+ * layer before it when that layer can take it (backward_act): one pass
+ * over the rows fewer. hook (NULL: none) is told as each
  * layer's parameter gradients become final, with before + this batch's
  * loss sums. */
 static SfLossSums forward_backward(SfModel *m, const float *x, int64_t n,
@@ -250,8 +252,15 @@ static SfLossSums forward_backward(SfModel *m, const float *x, int64_t n,
     phase_begin(pass, SF_PHASE_BACKWARD);
     for (int i = m->nlayers - 1; i >= first; i--) {
         const SfLayer *l = &m->layers[i];
-        const float *in = i > 0 ? m->acts[i - 1] : x;
-        l->ops->backward(l, in, m->acts[i], dout, i > 0 ? din : NULL, n, pass);
+        if (l->ops->act == SF_ACT_RELU && i - 1 >= first &&
+            m->layers[i - 1].ops->backward_act) { /* the relu's mask in its pass */
+            const float *y = m->acts[i];
+            l = &m->layers[--i];
+            l->ops->backward_act(l, SF_ACT_RELU, i > 0 ? m->acts[i - 1] : x, y, dout,
+                                 i > 0 ? din : NULL, n, pass);
+        } else
+            l->ops->backward(l, i > 0 ? m->acts[i - 1] : x, m->acts[i], dout,
+                             i > 0 ? din : NULL, n, pass);
         if (hook && l->nweight + l->nbias > 0)
             hook->ready(hook->ctx, l->dw - m->grads, share);
         float *tmp = dout;

@@ -101,6 +101,15 @@ typedef struct SfLayerOps {
     void (*backward)(const SfLayer *l, const float *in, const float *out,
                      const float *dout, float *din, int64_t n,
                      const SfPass *pass);
+    /* Optional: the backward of the next layer, a relu (act is
+     * SF_ACT_RELU: the model calls it for no other), and then this layer's
+     * own, in one pass. dout (n, out) is the gradient w.r.t. the relu's
+     * output y (n, out), which the relu's backward would mask where y <= 0;
+     * in and din as in backward. Bitwise the two backwards run one after
+     * the other, without the masked gradient ever being stored. */
+    void (*backward_act)(const SfLayer *l, SfAct act, const float *in,
+                         const float *y, const float *dout, float *din,
+                         int64_t n, const SfPass *pass);
     /* Sets the initial parameters and statistics itself (batchnorm's ones
      * and zeros). NULL: weights from the He/Glorot draw, zero biases. */
     void (*init)(SfLayer *l);
