@@ -3,20 +3,21 @@
  *
  * Weight (out_c, in_c, k, k) and bias (out_c), as nn.Conv2d, square kernel,
  * zero padding on both sides. Viewed as (out_c, K) with K = in_c*k*k, the
- * weight multiplies the im2col matrix col (K, n*P), P = out_h*out_w, whose
- * row (c*k + i)*k + j holds input pixel (c, y*s - pad + i, x*s - pad + j) of
- * output position (y, x) of every sample. Each sample's P columns of it are
- * built just before they are used, and times the weight go by sgemm
- * straight into that sample's (out_c, P) block of the NCHW output, filled
- * with the bias first (beta 1): one sgemm over all n*P columns would give
+ * weight multiplies a sample's im2col matrix col (K, P), P = out_h*out_w,
+ * whose row (c*k + i)*k + j holds input pixel (c, y*s - pad + i,
+ * x*s - pad + j) of output position (y, x). col is built just before its
+ * sgemm, in a workspace of one sample's size that stays in cache, and built
+ * again in backward: keeping every sample's from forward to backward (n
+ * times larger) sent it through memory and back. The product goes by sgemm
+ * straight into the sample's (out_c, P) block of the NCHW output, filled
+ * with the bias first (beta 1). One sgemm over all n*P columns would give
  * (out_c, n, P) and need a copy into NCHW, and one back in backward
  * (docs/DESIGN.md), and is no faster at these shapes (GFLOP/s of one
  * batched sgemm against per-sample ones, one thread, SkylakeX kernels, 64
  * samples: fashion-cnn's second conv, 64x288 on 14x14, forward 139 against
- * 132, dcol 115 against 135; its first conv 37-67 against 110-170). Backward, per sample: dW += dY_b col_b^T,
- * then dcol_b = W^T dY_b into col_b's place and col2im adds it into din_b
- * while both are in cache. col stays in the workspace from forward to
- * backward.
+ * 132, dcol 115 against 135; its first conv 37-67 against 110-170).
+ * Backward, per sample: dW += dY_b col_b^T, then dcol_b = W^T dY_b into
+ * col's place and col2im adds it into din_b.
  *
  * A stride-1 convolution that keeps the image's width (3x3 with padding 1)
  * moves whole planes: row (c, i, j) of col for one sample is the image
@@ -237,52 +238,52 @@ static void col2im(const SfLayer *l, float *col, int64_t ld, float *img)
             }
 }
 
-/* in (n, C, H, W), W (O, K), col (K, n*P); out (n, O, P). Sample by
- * sample, while its columns are in cache: its columns of col, then its
- * (O, P) block of out, the bias and then W col_b added by sgemm (beta 1),
- * so the product lands in NCHW without a copy. */
+/* in (n, C, H, W), W (O, K); out (n, O, P). Sample by sample: its col_b
+ * (K, P) in the workspace, then its (O, P) block of out, the bias and then
+ * W col_b added by sgemm (beta 1), so the product lands in NCHW without a
+ * copy. */
 static void conv_forward(const SfLayer *l, const float *in, float *out,
                          int64_t n, const SfPass *pass)
 {
     (void)pass;
     const int64_t O = l->units, K = l->in.c * l->k * l->k;
-    const int64_t P = l->out.h * l->out.w, N = n * P, D = sf_shape_size(l->in);
+    const int64_t P = l->out.h * l->out.w, D = sf_shape_size(l->in);
     float *col = l->work;
     for (int64_t b = 0; b < n; b++) {
-        im2col(l, in + b * D, col + b * P, N);
+        im2col(l, in + b * D, col, P);
         float *y = out + b * O * P;
         for (int64_t o = 0; o < O; o++)
             fill(y + o * P, P, l->b[o]);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)P, (int)K,
-                    1.0f, l->w, (int)K, col + b * P, (int)N, 1.0f, y, (int)P);
+                    1.0f, l->w, (int)K, col, (int)P, 1.0f, y, (int)P);
     }
 }
 
-/* dout (n, O, P), sample by sample: db += its row sums; dW (O, K) +=
- * dout_b col_b^T; then, while they are in cache, dcol_b = W^T dout_b into
- * col_b's place and din_b = col2im(dcol_b). Each gradient gets the same
- * additions in the same order as a pass over all samples per step. */
+/* dout (n, O, P), sample by sample: col_b again; db += its row sums; dW
+ * (O, K) += dout_b col_b^T; then dcol_b = W^T dout_b into col_b's place
+ * and din_b = col2im(dcol_b). Each gradient gets the same additions in the
+ * same order as a pass over all samples per step. */
 static void conv_backward(const SfLayer *l, const float *in, const float *out,
                           const float *dout, float *din, int64_t n,
                           const SfPass *pass)
 {
-    (void)in;
     (void)out;
     (void)pass;
     const int64_t O = l->units, K = l->in.c * l->k * l->k;
-    const int64_t P = l->out.h * l->out.w, N = n * P, D = sf_shape_size(l->in);
+    const int64_t P = l->out.h * l->out.w, D = sf_shape_size(l->in);
     float *col = l->work;
     for (int64_t b = 0; b < n; b++) {
         const float *dy = dout + b * O * P;
+        im2col(l, in + b * D, col, P);
         for (int64_t o = 0; o < O; o++)
             l->db[o] += plane_sum(dy + o * P, P);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)O, (int)K, (int)P,
-                    1.0f, dy, (int)P, col + b * P, (int)N, 1.0f, l->dw, (int)K);
+                    1.0f, dy, (int)P, col, (int)P, 1.0f, l->dw, (int)K);
         if (!din)
             continue;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)O,
-                    1.0f, l->w, (int)K, dy, (int)P, 0.0f, col + b * P, (int)N);
-        col2im(l, col + b * P, N, din + b * D);
+                    1.0f, l->w, (int)K, dy, (int)P, 0.0f, col, (int)P);
+        col2im(l, col, P, din + b * D);
     }
 }
 
@@ -318,7 +319,7 @@ static int conv_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
     sf_layer_add_part(l, "bias", 0, 1, &l->units);
     l->fan_in = (double)K;
     l->fan_out = (double)(l->units * l->k * l->k);
-    l->work_per_row = K * P;
+    l->work_fixed = K * P;
     return 0;
 }
 

@@ -98,8 +98,8 @@ static int allocate(SfModel *m)
             return -1;
         if (l->nsums > 0 && !(l->sums = calloc((size_t)l->nsums, sizeof *l->sums)))
             return -1;
-        if (l->work_per_row > 0 &&
-            !(l->work = malloc((size_t)(m->max_rows * l->work_per_row) * sizeof(float))))
+        const int64_t work = m->max_rows * l->work_per_row + l->work_fixed;
+        if (work > 0 && !(l->work = malloc((size_t)work * sizeof(float))))
             return -1;
     }
     for (int k = 0; k < 2; k++)

@@ -11,7 +11,7 @@
  * running mean) are views into the model's flat blocks (model.h), so a layer
  * never allocates them. A layer's workspace (l->work) is allocated once by
  * the model; forward may leave in it what the matching backward needs
- * (conv's im2col matrix), and nothing else survives a pass. Anything random
+ * (max pooling's indices), and nothing else survives a pass. Anything random
  * (dropout) is recomputed from SfPass. */
 #ifndef SHARDFIT_LAYER_H
 #define SHARDFIT_LAYER_H
@@ -78,7 +78,7 @@ typedef enum { SF_ACT_NONE, SF_ACT_RELU, SF_ACT_TANH, SF_ACT_SIGMOID } SfAct;
 
 typedef struct SfLayerOps {
     const char *kind; /* "dense", "relu", ...: checkpoint group names use it */
-    /* Sets l->out, parts, fans and work_per_row from l->in and the token's
+    /* Sets l->out, parts, fans and workspace sizes from l->in and the token's
      * argument (NULL when the token has none). Returns 0, or -1 with msg
      * saying what is wrong (the argument, or an input shape that does not
      * fit). NULL: an argument-free kind that keeps its input shape. */
@@ -138,7 +138,8 @@ struct SfLayer {
     float *w, *b;        /* data[0], data[1] */
     float *dw, *db;      /* grad[0], grad[1] */
     int64_t work_per_row; /* floats of workspace per row of a pass */
-    float *work;          /* max_rows * work_per_row floats, or NULL */
+    int64_t work_fixed;   /* ... and floats of it whatever the rows */
+    float *work;          /* max_rows * work_per_row + work_fixed floats, or NULL */
     int64_t nsums;        /* doubles of per-step sums (batch statistics) */
     double *sums;         /* nsums doubles, or NULL */
     SfBatchMode fmode, bmode; /* forward's and backward's, set by the model */
