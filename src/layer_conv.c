@@ -111,6 +111,21 @@ static int plane_window(const SfLayer *l, int64_t i, int64_t j, int64_t *lo, int
     return *hi > *lo && *y1 > *y0;
 }
 
+/* Zeroes columns [0, lo) and [hi, W) of rows [y0, y1) of d (rows W
+ * apart): the wrapped columns of a plane copy. Column by column, as
+ * strided stores: row by row, GCC made each row's one or two entries a
+ * memset call. */
+static void zero_wrapped(float *d, int64_t W, int64_t lo, int64_t hi, int64_t y0,
+                         int64_t y1)
+{
+    for (int64_t x = 0; x < lo; x++)
+        for (int64_t y = y0; y < y1; y++)
+            d[y * W + x] = 0.0f;
+    for (int64_t x = hi; x < W; x++)
+        for (int64_t y = y0; y < y1; y++)
+            d[y * W + x] = 0.0f;
+}
+
 /* im2col of one sample for same_width layers: one copy per row of col.
  * img (C, H, W); d's rows are ld floats apart. */
 static void im2col_planes(const SfLayer *l, const float *img, float *col, int64_t ld)
@@ -133,12 +148,7 @@ static void im2col_planes(const SfLayer *l, const float *img, float *col, int64_
                 memset(d, 0, (size_t)from * sizeof *d);
                 memcpy(d + from, src + from + shift, (size_t)len * sizeof *d);
                 memset(d + from + len, 0, (size_t)(P - from - len) * sizeof *d);
-                for (int64_t y = y0; y < y1; y++) { /* the wrapped columns */
-                    for (int64_t x = 0; x < lo; x++)
-                        d[y * W + x] = 0.0f;
-                    for (int64_t x = hi; x < W; x++)
-                        d[y * W + x] = 0.0f;
-                }
+                zero_wrapped(d, W, lo, hi, y0, y1);
             }
 }
 
@@ -197,12 +207,7 @@ static void col2im_planes(const SfLayer *l, float *col, int64_t ld, float *img)
                     continue;
                 const int64_t from = y0 * W + lo, len = (y1 - 1) * W + hi - from;
                 const int64_t shift = (i - pad) * W + (j - pad);
-                for (int64_t y = y0; y < y1; y++) {
-                    for (int64_t x = 0; x < lo; x++)
-                        src[y * W + x] = 0.0f;
-                    for (int64_t x = hi; x < W; x++)
-                        src[y * W + x] = 0.0f;
-                }
+                zero_wrapped(src, W, lo, hi, y0, y1);
                 add_to(img + c * H * W + from + shift, src + from, len);
             }
 }
