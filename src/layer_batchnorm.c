@@ -102,28 +102,30 @@ static void plane_dsums(const float *restrict x, const float *restrict dy, float
     FINISH_SUMS(r, s, q, ts, tq);
 }
 
-/* plane_dsums of the relu's gradient (backward_act): dy where y > 0, else
- * +0, the bits the relu's own backward stores. */
+/* plane_dsums of the relu's gradient (backward_act): dy where the relu's
+ * output was positive, else +0, the bits the relu's own backward stores.
+ * That output is relu(x fa + fb), fa and fb the forward's affine
+ * (affine_of), so it is positive where x fa + fb is, computed as forward
+ * computed it: the mask without reading the relu's output. */
 SF_SIMD_CLONES
-static void plane_dsums_relu(const float *restrict x, const float *restrict y,
-                             const float *restrict dy, float mu, int64_t m,
+static void plane_dsums_relu(const float *restrict x, const float *restrict dy,
+                             float mu, float fa, float fb, int64_t m,
                              float *restrict r)
 {
     const Lanes zero = {0};
     Lanes s = {0}, q = {0};
     int64_t p = 0;
     for (; p + LANES <= m; p += LANES) {
-        Lanes d, v, u;
+        Lanes d, v;
         memcpy(&d, dy + p, sizeof d);
         memcpy(&v, x + p, sizeof v);
-        memcpy(&u, y + p, sizeof u);
-        d = (Lanes)((LaneMask)d & (u > zero));
+        d = (Lanes)((LaneMask)d & (v * fa + fb > zero));
         s += d;
         q += d * (v - mu);
     }
     float ts = 0.0f, tq = 0.0f;
     for (; p < m; p++) {
-        const float d = y[p] > 0.0f ? dy[p] : 0.0f;
+        const float d = x[p] * fa + fb > 0.0f ? dy[p] : 0.0f;
         ts += d;
         tq += d * (x[p] - mu);
     }
@@ -139,14 +141,14 @@ static void affine2(const float *restrict dy, const float *restrict x, float *re
         dx[p] = k * dy[p] - a * x[p] - b;
 }
 
-/* affine2 of the relu's gradient, as plane_dsums_relu. */
+/* affine2 of the relu's gradient, the mask as in plane_dsums_relu. */
 SF_SIMD_CLONES
-static void affine2_relu(const float *restrict dy, const float *restrict y,
-                         const float *restrict x, float *restrict dx, int64_t m,
-                         float k, float a, float b)
+static void affine2_relu(const float *restrict dy, const float *restrict x,
+                         float *restrict dx, int64_t m, float k, float a, float b,
+                         float fa, float fb)
 {
     for (int64_t p = 0; p < m; p++)
-        dx[p] = k * (y[p] > 0.0f ? dy[p] : 0.0f) - a * x[p] - b;
+        dx[p] = k * (x[p] * fa + fb > 0.0f ? dy[p] : 0.0f) - a * x[p] - b;
 }
 
 /* Adds count, sum x and sum x^2 of in (n, C, HW) to s: float within one
@@ -189,6 +191,16 @@ static void finish_forward(const SfLayer *l, const SfPass *pass)
     l->data[NUM_BATCHES][0] += 1.0f;
 }
 
+/* Channel c's normalisation as x a + b in float: a = invstd gamma,
+ * b = beta - mean invstd gamma. Backward recomputes it for the relu's
+ * mask. */
+static void affine_of(const SfLayer *l, int64_t c, double mean, double invstd,
+                      float *a, float *b)
+{
+    *a = (float)(invstd * l->w[c]);
+    *b = (float)(l->b[c] - mean * invstd * l->w[c]);
+}
+
 /* out = act((x - mean) * invstd * gamma + beta), channel by channel, as
  * x a + b in float (activation.h). */
 static void normalise(const SfLayer *l, SfAct act, const float *in, float *out,
@@ -200,8 +212,8 @@ static void normalise(const SfLayer *l, SfAct act, const float *in, float *out,
         double m = running ? l->data[RUNNING_MEAN][c] : mean[c];
         double is = running ? 1.0 / sqrt((double)l->data[RUNNING_VAR][c] + EPS)
                             : invstd[c];
-        const float a = (float)(is * l->w[c]);
-        const float b = (float)(l->b[c] - m * is * l->w[c]);
+        float a, b;
+        affine_of(l, c, m, is, &a, &b);
         for (int64_t i = 0; i < n; i++)
             sf_act_affine(act, in + (i * C + c) * HW, out + (i * C + c) * HW, HW,
                           a, b);
@@ -238,9 +250,8 @@ static void bn_forward(const SfLayer *l, const float *in, float *out,
 }
 
 /* Adds sum dy and sum dy*xhat per channel to s (2C doubles); dy is dout
- * masked by the relu after this layer, whose output is y, unless y is
- * NULL. */
-static void add_backward_sums(const SfLayer *l, const float *in, const float *y,
+ * masked by the relu after this layer when relu is 1. */
+static void add_backward_sums(const SfLayer *l, const float *in, int relu,
                               const float *dout, int64_t n, double *s)
 {
     const int64_t C = channels(l), HW = plane(l);
@@ -249,8 +260,10 @@ static void add_backward_sums(const SfLayer *l, const float *in, const float *y,
         for (int64_t c = 0; c < C; c++) {
             const int64_t at = (b * C + c) * HW;
             float r[2];
-            if (y)
-                plane_dsums_relu(in + at, y + at, dout + at, (float)mean[c], HW, r);
+            float fa, fb;
+            affine_of(l, c, mean[c], invstd[c], &fa, &fb);
+            if (relu)
+                plane_dsums_relu(in + at, dout + at, (float)mean[c], fa, fb, HW, r);
             else
                 plane_dsums(in + at, dout + at, (float)mean[c], HW, r);
             s[c] += r[0];
@@ -260,22 +273,25 @@ static void add_backward_sums(const SfLayer *l, const float *in, const float *y,
 
 /* dgamma, dbeta += this rank's sums; din from the global sums g:
  * din = gamma invstd (dy - sum dy / N - xhat sum(dy xhat) / N), dy being
- * dout masked by the relu after this layer when y (its output) is not
- * NULL (layer.h's backward_act). */
+ * dout masked by the relu after this layer when act is SF_ACT_RELU
+ * (layer.h's backward_act). The mask comes from in, not from the relu's
+ * output y: one array fewer to read in each of the two passes. */
 static void bn_backward_act(const SfLayer *l, SfAct act, const float *in,
                             const float *y, const float *dout, float *din,
                             int64_t n, const SfPass *pass)
 {
-    assert(act == SF_ACT_RELU || (act == SF_ACT_NONE && !y));
+    (void)y;
+    assert(act == SF_ACT_RELU || act == SF_ACT_NONE);
+    const int relu = act == SF_ACT_RELU;
     const int64_t C = channels(l), HW = plane(l);
     double *g = l->sums + 1 + 4 * C;
     if (l->bmode == SF_BATCH_GATHER) {
-        add_backward_sums(l, in, y, dout, n, g);
+        add_backward_sums(l, in, relu, dout, n, g);
         return;
     }
     double *local = l->sums + 1 + 6 * C;
     memset(local, 0, (size_t)(2 * C) * sizeof *local);
-    add_backward_sums(l, in, y, dout, n, local);
+    add_backward_sums(l, in, relu, dout, n, local);
     for (int64_t c = 0; c < C; c++) {
         l->db[c] += (float)local[c];
         l->dw[c] += (float)local[C + c];
@@ -295,10 +311,12 @@ static void bn_backward_act(const SfLayer *l, SfAct act, const float *in,
         const double mdy = g[c] / N, mdyx = g[C + c] / N;
         const float kf = (float)k, a = (float)(k * invstd[c] * mdyx);
         const float b0 = (float)(k * mdy - k * invstd[c] * mdyx * mean[c]);
+        float fa, fb;
+        affine_of(l, c, mean[c], invstd[c], &fa, &fb);
         for (int64_t b = 0; b < n; b++) {
             const int64_t at = (b * C + c) * HW;
-            if (y)
-                affine2_relu(dout + at, y + at, in + at, din + at, HW, kf, a, b0);
+            if (relu)
+                affine2_relu(dout + at, in + at, din + at, HW, kf, a, b0, fa, fb);
             else
                 affine2(dout + at, in + at, din + at, HW, kf, a, b0);
         }

@@ -104,8 +104,9 @@ typedef struct SfLayerOps {
     /* Optional: the backward of the next layer, a relu (act is
      * SF_ACT_RELU: the model calls it for no other), and then this layer's
      * own, in one pass. dout (n, out) is the gradient w.r.t. the relu's
-     * output y (n, out), which the relu's backward would mask where y <= 0;
-     * in and din as in backward. Bitwise the two backwards run one after
+     * output y (n, out), which the relu's backward would mask where y <= 0
+     * (a layer may recompute that mask from in, as batchnorm does); in and
+     * din as in backward. Bitwise the two backwards run one after
      * the other, without the masked gradient ever being stored. */
     void (*backward_act)(const SfLayer *l, SfAct act, const float *in,
                          const float *y, const float *dout, float *din,
