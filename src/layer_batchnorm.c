@@ -16,7 +16,8 @@
  *
  * l->sums (doubles, C channels): [0] count, [1, C] sum x, [C+1, 2C] sum x^2;
  * mean at 2C+1, inverse std at 3C+1; sum dy at 4C+1, sum dy*xhat at 5C+1;
- * this rank's two backward sums at 6C+1 (scratch).
+ * this rank's two backward sums at 6C+1 (scratch); a pass's per-channel
+ * float coefficients at 8C+1 (5C, scratch).
  *
  * The loops over a plane are kernels cloned per vector width (simd.h); the
  * sums within a plane run in LANES independent float partial sums (a GCC
@@ -201,23 +202,29 @@ static void affine_of(const SfLayer *l, int64_t c, double mean, double invstd,
     *b = (float)(l->b[c] - mean * invstd * l->w[c]);
 }
 
-/* out = act((x - mean) * invstd * gamma + beta), channel by channel, as
- * x a + b in float (activation.h). */
+/* out = act((x - mean) * invstd * gamma + beta), as x a + b in float
+ * (activation.h): each channel's a and b first, then the planes in memory
+ * order (channel by channel they were runs of one plane, a stride apart,
+ * too short for the prefetcher). */
 static void normalise(const SfLayer *l, SfAct act, const float *in, float *out,
                       int64_t n, const double *mean, const double *invstd,
                       int running)
 {
     const int64_t C = channels(l), HW = plane(l);
+    double *coef = l->sums + 1 + 8 * C;
     for (int64_t c = 0; c < C; c++) {
         double m = running ? l->data[RUNNING_MEAN][c] : mean[c];
         double is = running ? 1.0 / sqrt((double)l->data[RUNNING_VAR][c] + EPS)
                             : invstd[c];
         float a, b;
         affine_of(l, c, m, is, &a, &b);
-        for (int64_t i = 0; i < n; i++)
-            sf_act_affine(act, in + (i * C + c) * HW, out + (i * C + c) * HW, HW,
-                          a, b);
+        coef[c] = a;
+        coef[C + c] = b;
     }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t c = 0; c < C; c++)
+            sf_act_affine(act, in + (i * C + c) * HW, out + (i * C + c) * HW, HW,
+                          (float)coef[c], (float)coef[C + c]);
 }
 
 /* The forward, and the next layer's activation in the same pass over the
@@ -305,22 +312,31 @@ static void bn_backward_act(const SfLayer *l, SfAct act, const float *in,
         return;
     const double N = l->sums[0];
     const double *mean = l->sums + 1 + 2 * C, *invstd = l->sums + 1 + 3 * C;
+    double *coef = l->sums + 1 + 8 * C; /* each channel's floats, then the planes
+                                           in memory order, as normalise */
     for (int64_t c = 0; c < C; c++) {
         /* din = k dy - k xhat mdyx - k mdy = k dy - a x - b, in float */
         const double k = invstd[c] * l->w[c];
         const double mdy = g[c] / N, mdyx = g[C + c] / N;
-        const float kf = (float)k, a = (float)(k * invstd[c] * mdyx);
-        const float b0 = (float)(k * mdy - k * invstd[c] * mdyx * mean[c]);
         float fa, fb;
         affine_of(l, c, mean[c], invstd[c], &fa, &fb);
-        for (int64_t b = 0; b < n; b++) {
+        coef[c] = (float)k;
+        coef[C + c] = (float)(k * invstd[c] * mdyx);
+        coef[2 * C + c] = (float)(k * mdy - k * invstd[c] * mdyx * mean[c]);
+        coef[3 * C + c] = fa;
+        coef[4 * C + c] = fb;
+    }
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t c = 0; c < C; c++) {
             const int64_t at = (b * C + c) * HW;
+            const float kf = (float)coef[c], a = (float)coef[C + c];
+            const float b0 = (float)coef[2 * C + c];
             if (relu)
-                affine2_relu(dout + at, in + at, din + at, HW, kf, a, b0, fa, fb);
+                affine2_relu(dout + at, in + at, din + at, HW, kf, a, b0,
+                             (float)coef[3 * C + c], (float)coef[4 * C + c]);
             else
                 affine2(dout + at, in + at, din + at, HW, kf, a, b0);
         }
-    }
 }
 
 static void bn_backward(const SfLayer *l, const float *in, const float *out,
@@ -376,7 +392,7 @@ static int bn_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
     sf_layer_add_part(l, "running_var", 1, 1, &C);
     sf_layer_add_part(l, "num_batches_tracked", 1, 0, NULL);
     l->parts[NUM_BATCHES].integer = 1;
-    l->nsums = 1 + 8 * C;
+    l->nsums = 1 + 13 * C;
     return 0;
 }
 
