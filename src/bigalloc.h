@@ -1,6 +1,6 @@
 /* bigalloc.h: memory for the big flat blocks (parameters, gradients,
- * optimizer state, held dataset rows), on 2 MiB pages where the kernel
- * offers them. Private to src/. */
+ * optimizer state, held dataset rows, a model's activations), on 2 MiB
+ * pages where the kernel offers them. Private to src/. */
 #ifndef SHARDFIT_BIGALLOC_H
 #define SHARDFIT_BIGALLOC_H
 
