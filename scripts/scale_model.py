@@ -17,7 +17,7 @@ max(1, ranks x threads / cores) said 1 for 2 ranks on 2 cores, where they
 computed 10-20% slower). Scaling the 1-rank point down instead,
 o + s b with o the per-step cost that does not shrink with P (the optimizer
 updates every weight on every rank) and s the time per sample, missed the
-2-rank compute by 9%: smaller GEMMs run slower per sample. The projection
+2-rank compute by 10-30%: smaller GEMMs run slower per sample. The projection
 still uses o and s, from the sweep's 1-rank points. exchange(P) is the
 shard loader's alltoallv of the step's samples: a message latency alpha
 per peer, min(P - 1, B / P) peers (its bytes, a few kB, are negligible).
@@ -136,7 +136,7 @@ def measure_compute(a, points, colocate, threads):
     alone for a hostfile's nodes, which have their own cores. The median of
     --repeat runs of each. Measured at the point's own share, not scaled
     from the 1-rank point: a rank's 64 samples cost more than half of 128
-    (smaller GEMMs), which the linear fit missed by 9% at 2 ranks.
+    (smaller GEMMs), which the linear fit missed by 10-30% at 2 ranks.
     Returns ({(b, P): seconds}, {(b, P): c(P)}, how); c(P) is that time
     against one such run alone, and the formula contention() where a run
     failed (then the time is c(P) (o + s share) from the caller)."""
