@@ -81,37 +81,15 @@ static void plane_sums(const float *restrict x, int64_t m, float *restrict r)
     FINISH_SUMS(r, s, q, ts, tq);
 }
 
-/* r[0] = sum dy, r[1] = sum dy (x - mu) over [0, m), as plane_sums. */
-SF_SIMD_CLONES
-static void plane_dsums(const float *restrict x, const float *restrict dy, float mu,
-                        int64_t m, float *restrict r)
-{
-    Lanes s = {0}, q = {0};
-    int64_t p = 0;
-    for (; p + LANES <= m; p += LANES) {
-        Lanes d, v;
-        memcpy(&d, dy + p, sizeof d);
-        memcpy(&v, x + p, sizeof v);
-        s += d;
-        q += d * (v - mu);
-    }
-    float ts = 0.0f, tq = 0.0f;
-    for (; p < m; p++) {
-        ts += dy[p];
-        tq += dy[p] * (x[p] - mu);
-    }
-    FINISH_SUMS(r, s, q, ts, tq);
-}
-
-/* plane_dsums of the relu's gradient (backward_act): dy where the relu's
+/* r[0] = sum dy, r[1] = sum dy (x - mu) over [0, m), as plane_sums. With
+ * relu, dy is the relu's gradient (backward_act): dy where the relu's
  * output was positive, else +0, the bits the relu's own backward stores.
  * That output is relu(x fa + fb), fa and fb the forward's affine
  * (affine_of), so it is positive where x fa + fb is, computed as forward
  * computed it: the mask without reading the relu's output. */
 SF_SIMD_CLONES
-static void plane_dsums_relu(const float *restrict x, const float *restrict dy,
-                             float mu, float fa, float fb, int64_t m,
-                             float *restrict r)
+static void plane_dsums(const float *restrict x, const float *restrict dy, float mu,
+                        int relu, float fa, float fb, int64_t m, float *restrict r)
 {
     const Lanes zero = {0};
     Lanes s = {0}, q = {0};
@@ -120,13 +98,14 @@ static void plane_dsums_relu(const float *restrict x, const float *restrict dy,
         Lanes d, v;
         memcpy(&d, dy + p, sizeof d);
         memcpy(&v, x + p, sizeof v);
-        d = (Lanes)((LaneMask)d & (v * fa + fb > zero));
+        if (relu)
+            d = (Lanes)((LaneMask)d & (v * fa + fb > zero));
         s += d;
         q += d * (v - mu);
     }
     float ts = 0.0f, tq = 0.0f;
     for (; p < m; p++) {
-        const float d = x[p] * fa + fb > 0.0f ? dy[p] : 0.0f;
+        const float d = !relu || x[p] * fa + fb > 0.0f ? dy[p] : 0.0f;
         ts += d;
         tq += d * (x[p] - mu);
     }
@@ -142,7 +121,7 @@ static void affine2(const float *restrict dy, const float *restrict x, float *re
         dx[p] = k * dy[p] - a * x[p] - b;
 }
 
-/* affine2 of the relu's gradient, the mask as in plane_dsums_relu. */
+/* affine2 of the relu's gradient, the mask as in plane_dsums. */
 SF_SIMD_CLONES
 static void affine2_relu(const float *restrict dy, const float *restrict x,
                          float *restrict dx, int64_t m, float k, float a, float b,
@@ -269,10 +248,7 @@ static void add_backward_sums(const SfLayer *l, const float *in, int relu,
             float r[2];
             float fa, fb;
             affine_of(l, c, mean[c], invstd[c], &fa, &fb);
-            if (relu)
-                plane_dsums_relu(in + at, dout + at, (float)mean[c], fa, fb, HW, r);
-            else
-                plane_dsums(in + at, dout + at, (float)mean[c], HW, r);
+            plane_dsums(in + at, dout + at, (float)mean[c], relu, fa, fb, HW, r);
             s[c] += r[0];
             s[C + c] += (double)r[1] * invstd[c];
         }
