@@ -1,6 +1,6 @@
 /* comm.h: everything the ranks say to each other.
  *
- * comm.c is the only compilation unit that includes <mpi.h> (CoMD's rule):
+ * Only comm.c, comm_watchdog.c and comm_buckets.c include <mpi.h> (CoMD's rule):
  * the rest of shardfit sees a handle and a handful of collectives, so the
  * model, sampler and optimizer are tested without mpirun. All calls are
  * collective over the handle's ranks unless marked otherwise. MPI errors are
@@ -29,7 +29,7 @@ SfComm *sf_comm_self(void);
  * watchdog thread ends the whole job (MPI_Abort, exit status 1) when one
  * has waited longer than seconds, after printing which operation, at which
  * step, on which rank, and, from a roll call of the other ranks' watchdogs
- * (comm.c), which ranks are waiting in it, which did not answer and which
+ * (comm_watchdog.c), which ranks are waiting in it, which did not answer and which
  * are elsewhere. A stopped, stalled or dead peer so ends the job instead of
  * hanging it. The cost on the hot path is two atomic stores per collective.
  * No-op on a one-rank comm. 0, or -1 if the thread cannot start. */
