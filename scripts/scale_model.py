@@ -4,7 +4,7 @@ A data-parallel step on P ranks with global batch B and a gradient of n bytes
 is modelled as
 
     step(P) = compute(P, ceil(B / P)) + allreduce(P, n) + exchange(P)
-              + m delay(P)
+              + delay(P)
     allreduce(P, n) = 2 (P - 1) alpha + 2 (P - 1) / P * n * beta   (a ring)
 
 compute(P, b) is what a rank spends on data, forward, backward and the
@@ -19,17 +19,25 @@ o + s b with o the per-step cost that does not shrink with P (the optimizer
 updates every weight on every rank) and s the time per sample, missed the
 2-rank compute by 10-30%: smaller GEMMs run slower per sample. The projection
 still uses o and s, from the sweep's 1-rank points. exchange(P) is the
-shard loader's alltoallv of the step's samples: a message latency alpha
-per peer, min(P - 1, B / P) peers (its bytes, a few kB, are negligible).
-m is the number of meetings of all ranks in a step (the allreduce, and the
-shard loader's exchange) and delay(P) what one costs beyond the collective
-itself when the ranks compute between meetings: `bench-comm --compute-us`
-with the point's compute alone. bench-comm's curve has every rank inside
-MPI at once; in training, with more ranks than cores, a rank still in a
-collective shares its core with one already back at work and waits for the
-scheduler (1-2 ms per exchange at 3 and 4 hosts on 2 cores, against
-0.04-0.2 ms of latency). With --repeat R every calibration runs R times and its median is used, as
-the points' medians are what it predicts.
+shard loader's alltoallv of the step's samples, in which a rank receives
+the (P - 1) / P of its share that other ranks hold, and delay(P) what the
+step's meetings cost beyond the collectives themselves when the ranks
+compute between them. Both come from one run of `bench-comm --compute-us
+U1,U2 --exchange-bytes E`, which lays an iteration out as a step: U1 of
+work (forward and backward's part of the point's compute alone), the
+exchange of E bytes, U2 (the optimizer and the gather), the allreduce; it
+prints the exchange alone and the delay per iteration. bench-comm's curve
+has every rank inside MPI at once; in training, with more ranks than
+cores, a rank still in a collective shares its core with one already back
+at work and waits for the scheduler (1-2 ms per exchange at 3 and 4 hosts
+on 2 cores, against 0.04-0.2 ms of latency). Before the exchange was
+measured it was a latency per peer, min(P - 1, B / P) alpha, and the
+delay was that of an 8-byte allreduce after U counted twice; the traces
+of 4-host points then showed the exchange alone taking 0.1-0.9 ms after
+the last rank arrived, against 0.06-0.08 ms so modelled. Without the
+dataset file (to size a sample) the model falls back to that. With
+--repeat R every calibration runs R times and its median is used, as the
+points' medians are what it predicts.
 
 alpha and beta come from `shardfit bench-comm` run at every P of the sweep
 over the same hosts, because the same link costs more per byte at 3 ranks
@@ -117,7 +125,13 @@ def calibrate(points):
         o = opt
         s = float(np.mean((t - o) / bs))
     bwd = float(np.mean([p["backward_ms"] * 1e-3 / p["batch_size"] for p in ones]))
-    return {"o": float(o), "s": float(s), "backward_per_sample": bwd}
+    # The part of a step's compute between the shard loader's exchange and
+    # the allreduce: all but the optimizer and the gather (data), which come
+    # after the allreduce.
+    fb = float(np.mean([1.0 - (p.get("optimizer_ms", 0.0) + p.get("data_ms", 0.0)) /
+                        max(1e-9, p["step_ms"] - p["allreduce_ms"]) for p in ones]))
+    return {"o": float(o), "s": float(s), "backward_per_sample": bwd,
+            "fb_share": min(1.0, max(0.0, fb))}
 
 
 def contention(hosts, p, threads, cores=None):
@@ -206,23 +220,32 @@ def run_bench_comm(a, p, launcher, shardfit, run):
     return (A, B), None
 
 
-def run_sync_delay(a, p, compute_s, launcher, shardfit, run):
-    """Seconds one meeting of the ranks costs beyond the collective's own
-    time when they compute compute_s between meetings (`bench-comm
-    --compute-us`), the median of --repeat runs, floored at 0; None if it
-    failed. On this machine it is the scheduler: with more ranks than cores
+def run_sync_delay(a, p, work, exchange, launcher, shardfit, run):
+    """What the meetings of a step cost beyond the collectives' own time
+    when the ranks compute between them (`bench-comm --compute-us U1,U2
+    --exchange-bytes E`): work = (U1, U2) seconds before and after the shard
+    loader's exchange of `exchange` bytes (0: no exchange, one meeting).
+    Returns (delay per step, floored at 0, and the exchange alone, in
+    seconds; each the median of --repeat runs), or None if every run failed.
+    On this machine the delay is the scheduler's: with more ranks than cores
     a rank still in a collective waits for a core that another rank, back to
     computing, holds."""
-    ds = []
+    ds, xs = [], []
+    u1, u2 = work
     for r in range(a.repeat):
-        name = "sync-p%d-%.0fus%s" % (p, compute_s * 1e6, "-r%d" % r if a.repeat > 1 else "")
+        name = "sync-p%d-%.0fus%s" % (p, (u1 + u2) * 1e6, "-r%d" % r if a.repeat > 1 else "")
         cmd = launcher(a.hosts, p) + [shardfit(), "bench-comm", "--compute-us",
-                                        "%.1f" % (compute_s * 1e6), "--repeat", "100"]
+                                        "%.1f,%.1f" % (u1 * 1e6, u2 * 1e6), "--repeat", "100"]
+        if exchange:
+            cmd += ["--exchange-bytes", str(exchange)]
         status, text = run(cmd, os.path.join(a.out, name + ".txt"), a.timeout)
-        m = re.search(r"delay_us=(-?[0-9.]+)", text or "")
+        m = re.search(r"exchange_us=(-?[0-9.]+) delay_us=(-?[0-9.]+)", text or "")
         if status == 0 and m:
-            ds.append(float(m.group(1)) * 1e-6)
-    return max(0.0, float(np.median(ds))) if ds else None
+            xs.append(float(m.group(1)) * 1e-6)
+            ds.append(float(m.group(2)) * 1e-6)
+    if not ds:
+        return None
+    return max(0.0, float(np.median(ds))), float(np.median(xs))
 
 
 def sync_points(loader, p):
@@ -232,8 +255,9 @@ def sync_points(loader, p):
 
 
 def point_config(point):
-    """(loader, BLAS threads) of a point, from the config.ini of its run."""
-    loader, threads, section = "shard", 1, ""
+    """(loader, BLAS threads, {data key: value}) of a point, from the
+    config.ini of its run."""
+    loader, threads, section, data = "shard", 1, "", {}
     try:
         with open(os.path.join(point["dir"], "config.ini")) as f:
             for line in f:
@@ -242,18 +266,39 @@ def point_config(point):
                     section = line.strip("[]")
                 elif "=" in line:
                     k, v = (s.strip() for s in line.split("=", 1))
+                    if section == "data":
+                        data[k] = v
                     if (section, k) == ("data", "loader") and v:
                         loader = v
                     elif (section, k) == ("train", "threads") and v.isdigit():
                         threads = max(1, int(v))
     except (OSError, KeyError):
         pass
-    return loader, threads
+    return loader, threads, data
+
+
+def sample_bytes(data):
+    """Stored bytes of one sample (its features row and its label), which the
+    shard loader's exchange moves; None if the file cannot be read here."""
+    try:
+        import h5py
+        with h5py.File(data["path"], "r") as f:
+            x, y = f[data["features"]], f[data["labels"]]
+            return (int(np.prod(x.shape[1:])) * x.dtype.itemsize +
+                    int(np.prod(y.shape[1:])) * y.dtype.itemsize)
+    except Exception:  # no h5py, no file, a key missing: the formula instead
+        return None
+
+
+def exchange_bytes(p, share, row):
+    """Bytes a rank receives in the shard loader's exchange: the rows of its
+    share that other ranks hold, (P - 1) / P of them on average."""
+    return int(math.ceil(share * (p - 1) / p)) * row
 
 
 def exchange_s(loader, p, share, alpha):
-    """The shard loader's alltoallv: each rank gets its share from at most
-    min(P - 1, share) other ranks, one message latency (alpha) each."""
+    """The shard loader's alltoallv when bench-comm did not measure it: a
+    message latency (alpha) from each of min(P - 1, share) other ranks."""
     if loader != "shard" or p <= 1:
         return 0.0
     return min(p - 1, share) * alpha
@@ -282,20 +327,32 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
     if not lines:
         print("scripts/scale: --project skipped: " + "; ".join(errs))
         return "\n## Model\n\nNot fitted: %s.\n" % "; ".join(errs)
-    loader, threads = point_config(next(iter(points.values())))
+    loader, threads, data = point_config(next(iter(points.values())))
+    row = sample_bytes(data) if loader == "shard" else None
     measured, cont, how = measure_compute(a, points, colocate, threads)
-    delays = {}
+    delays, exchanged = {}, {}
     for (b, p), pt in sorted(points.items()):
         if p < 2 or p not in lines:
             continue
         share = pt.get("per_rank_batch") or math.ceil(b / p)
         alone = (measured[(b, p)] / cont[(b, p)] if (b, p) in measured
                  else cal["o"] + cal["s"] * share)
-        print("[model] bench-comm --compute-us on %d ranks (%.0f us of work) ..." %
-              (p, alone * 1e6), end=" ", flush=True)
-        d = run_sync_delay(a, p, alone, launcher, shardfit, run)
-        print("FAILED" if d is None else "%.0f us a meeting" % (d * 1e6), flush=True)
-        delays[(b, p)] = d or 0.0
+        # The work before the exchange is forward and backward; after the
+        # allreduce come the optimizer and the next gather.
+        work = (alone * cal["fb_share"], alone * (1.0 - cal["fb_share"]))
+        ex_bytes = exchange_bytes(p, share, row) if row else 0
+        print("[model] bench-comm --compute-us on %d ranks (%.0f us of work%s) ..." %
+              (p, alone * 1e6, ", a %d-byte exchange" % ex_bytes if ex_bytes else ""),
+              end=" ", flush=True)
+        d = run_sync_delay(a, p, work, ex_bytes, launcher, shardfit, run)
+        if d is None:
+            print("FAILED", flush=True)
+            continue
+        delays[(b, p)] = d[0]
+        if ex_bytes:
+            exchanged[(b, p)] = d[1]
+        print("%.0f us a step%s" % (d[0] * 1e6, ", exchange %.0f us" % (d[1] * 1e6)
+                                     if ex_bytes else ""), flush=True)
     nbytes = 4 * (nparams + 8)
     md = ["\n## Model\n",
           "Fitted from the 1-rank points: o = %.3f ms per step, s = %.2f us per "
@@ -318,10 +375,19 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
                   (p, A * 1e6, B * 1e9, al * 1e6, 8e-9 / be if be > 0 else float("inf")))
     for e in errs:
         md.append("\n%s.\n" % e)
-    md.append("\nEach meeting of the ranks in a step (the allreduce, and the shard "
-              "loader's exchange) also costs the delay `bench-comm --compute-us` "
-              "measures with the ranks computing between meetings (waiting for a "
-              "core when ranks outnumber cores).\n")
+    if exchanged:
+        md.append("\nThe shard loader's exchange (%d bytes a sample, (P-1)/P of a rank's "
+                  "share from the others) and the delay of a step's meetings beyond the "
+                  "collectives themselves come from `bench-comm --compute-us U1,U2 "
+                  "--exchange-bytes E`: the point's compute alone split as a step "
+                  "splits it (forward and backward %.0f%%, then the rest), the "
+                  "exchange, and the allreduce between (waiting for a core when "
+                  "ranks outnumber cores).\n" % (row, 100 * cal["fb_share"]))
+    else:
+        md.append("\nEach meeting of the ranks in a step (the allreduce, and the shard "
+                  "loader's exchange) also costs the delay `bench-comm --compute-us` "
+                  "measures with the ranks computing between meetings (waiting for a "
+                  "core when ranks outnumber cores).\n")
     md.append("\n| ranks | batch | c(P) | compute ms | allreduce ms | exchange ms | "
               "meetings x delay ms | predicted ms | measured ms | error |\n"
               "|---|---|---|---|---|---|---|---|---|---|\n")
@@ -336,8 +402,13 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         share = pt.get("per_rank_batch") or math.ceil(b / p)
         comp = measured.get((b, p)) or c * (cal["o"] + cal["s"] * share)
         ar = allreduce_s(p, nbytes, al, be)
-        ex = exchange_s(loader, p, share, al)
-        sync = sync_points(loader, p) * delays.get((b, p), 0.0)
+        ex = exchanged.get((b, p))
+        if ex is None:
+            ex = exchange_s(loader, p, share, al)
+        # bench-comm measured one meeting, the allreduce, unless it also ran
+        # the exchange.
+        meets = 1 if (b, p) in exchanged else sync_points(loader, p)
+        sync = meets * delays.get((b, p), 0.0)
         pred = (comp + ar + ex + sync) * 1e3
         e = (pred - pt["step_ms"]) / pt["step_ms"]
         fits.append({"ranks": p, "batch_size": b, "contention": c,

@@ -1,8 +1,9 @@
 /* cmd_bench_comm.c: `shardfit bench-comm [--min BYTES] [--max BYTES]
- * [--repeat R] [--csv FILE] [--compute-us U]`: how long MPI_Allreduce of a
- * float sum takes on these ranks and links, from 4 KiB to 64 MiB by powers
- * of two, and the latency-bandwidth line through it; with --compute-us, what
- * a synchronisation costs when the ranks compute between collectives.
+ * [--repeat R] [--csv FILE] [--compute-us U[,U2]] [--exchange-bytes E]`:
+ * how long MPI_Allreduce of a float sum takes on these ranks and links, from
+ * 4 KiB to 64 MiB by powers of two, and the latency-bandwidth line through
+ * it; with --compute-us, what the meetings of a step cost when the ranks
+ * compute between them.
  *
  * The numbers calibrate the scaling model of scripts/scale --project: an
  * allreduce of n bytes takes alpha + beta * n. Each time is the slowest
@@ -23,7 +24,9 @@ typedef struct Options {
     long long min, max;
     int repeat;
     const char *csv;
-    double compute_us; /* > 0: the synchronisation benchmark instead */
+    double compute_us;  /* > 0: the synchronisation benchmark instead */
+    double compute_us2; /* work after the exchange (--compute-us U1,U2) */
+    long long exchange_bytes; /* > 0: an alltoallv meeting too */
 } Options;
 
 /* "4096", "4K", "64M", "1G" (binary units). */
@@ -44,9 +47,27 @@ static int parse_bytes(const char *s, long long *out)
     return 0;
 }
 
+/* "U" or "U1,U2": microseconds of work before and after the exchange. */
+static int parse_work(const char *s, Options *o)
+{
+    char *end;
+    double u = strtod(s, &end), u2 = 0.0;
+    if (*end == ',') {
+        const char *rest = end + 1;
+        u2 = strtod(rest, &end);
+        if (end == rest)
+            return -1;
+    }
+    if (end == s || *end || !(u > 0.0 && u <= 1e6) || !(u2 >= 0.0 && u2 < 1e6))
+        return -1;
+    o->compute_us = u;
+    o->compute_us2 = u2;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, Options *o)
 {
-    *o = (Options){4LL << 10, 64LL << 20, 20, NULL, 0.0};
+    *o = (Options){4LL << 10, 64LL << 20, 20, NULL, 0.0, 0.0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--min") && v && !parse_bytes(v, &o->min))
@@ -57,14 +78,20 @@ static int parse_args(int argc, char **argv, Options *o)
             o->repeat = atoi(v), i++;
         else if (!strcmp(a, "--csv") && v)
             o->csv = v, i++;
-        else if (!strcmp(a, "--compute-us") && v && atof(v) > 0.0 && atof(v) <= 1e6)
-            o->compute_us = atof(v), i++;
+        else if (!strcmp(a, "--compute-us") && v && !parse_work(v, o))
+            i++;
+        else if (!strcmp(a, "--exchange-bytes") && v && !parse_bytes(v, &o->exchange_bytes)
+                 && o->exchange_bytes <= (1LL << 30))
+            i++;
         else
             return sf_cli_usage_error("bench-comm", "bad argument '%s' (usage: "
                                       "shardfit bench-comm [--min BYTES] [--max BYTES] "
-                                      "[--repeat R] [--csv FILE] [--compute-us U]; "
-                                      "BYTES like 4K, 64M; U in (0, 1e6])", a);
+                                      "[--repeat R] [--csv FILE] [--compute-us U[,U2]] "
+                                      "[--exchange-bytes BYTES]; BYTES like 4K, 64M; U "
+                                      "in (0, 1e6], U2 in [0, 1e6])", a);
     }
+    if (o->exchange_bytes && o->compute_us <= 0.0)
+        return sf_cli_usage_error("bench-comm", "--exchange-bytes needs --compute-us");
     if (o->min > o->max)
         return sf_cli_usage_error("bench-comm", "--min %lld is larger than --max %lld",
                                   o->min, o->max);
@@ -107,8 +134,23 @@ static int time_size(SfComm *c, float *buf, int64_t n, int repeat, double *t)
  * every rank in MPI at once, never sees that. So: each rank computes U us
  * of CPU work and meets the others in an 8-byte allreduce, R times (synced);
  * then computes the same without meeting (free: only sharing the cores).
- * The delay of one meeting is synced - free per iteration, less the small
- * allreduce's own time measured alone. */
+ * The delay per iteration is synced - free, less the meetings' own time
+ * measured alone (back to back, no work between).
+ *
+ * A step of the shard loader meets twice: the exchange of the batch's rows
+ * (an alltoallv), then forward and backward, then the gradient's
+ * allreduce, then the optimizer and the next gather. --compute-us U1,U2
+ * with --exchange-bytes E lays an iteration out the same way: U1 of work,
+ * an alltoallv in which every rank receives E bytes spread evenly over the
+ * others (and sends as much), U2 of work, the 8-byte allreduce. */
+
+typedef struct Sync {
+    long long iters1, iters2; /* spin iterations before and after the exchange */
+    char *send, *recv;        /* the exchange's buffers; NULL: no exchange */
+    int *count, *displ;       /* bytes to and from each rank, and where */
+} Sync;
+
+enum { DO_WORK = 1, DO_EXCHANGE = 2, DO_ALLREDUCE = 4 };
 
 static double thread_cpu(void)
 {
@@ -137,17 +179,23 @@ static double spin_rate(void)
     return 20000000.0 / (dt > 0.0 ? dt : 1e-9);
 }
 
-/* Mean seconds per iteration of R iterations of `iters` of work, each
- * followed by an 8-byte allreduce when synced; the slowest rank's. */
-static double loop_s(SfComm *c, long long iters, int repeat, int synced)
+/* Mean seconds per iteration of R iterations of what `what` says (DO_*
+ * flags); the slowest rank's. */
+static double loop_s(SfComm *c, const Sync *s, int repeat, int what)
 {
     volatile float sink = 1.0f;
     double one = 0.0;
     sf_comm_barrier(c);
     double t0 = sf_clock();
     for (int r = 0; r < repeat; r++) {
-        sink = spin(iters, sink);
-        if (synced)
+        if (what & DO_WORK)
+            sink = spin(s->iters1, sink);
+        if ((what & DO_EXCHANGE) && s->send)
+            sf_comm_alltoallv(c, s->send, s->count, s->displ, s->recv, s->count,
+                              s->displ);
+        if (what & DO_WORK)
+            sink = spin(s->iters2, sink);
+        if (what & DO_ALLREDUCE)
             sf_comm_allreduce_sum_f64(c, &one, 1);
     }
     double dt = (sf_clock() - t0) / repeat;
@@ -155,30 +203,71 @@ static double loop_s(SfComm *c, long long iters, int repeat, int synced)
     return dt;
 }
 
-/* Prints, on rank 0, the work, the free and synced seconds per iteration,
- * the small allreduce alone and the delay per meeting; medians of 5 runs. */
-static void time_sync(SfComm *c, double compute_us, int repeat, int rank, int p)
+static double median5(double *v)
 {
-    long long iters = (long long)(spin_rate() * compute_us * 1e-6);
-    if (iters < 1)
-        iters = 1;
-    double f[5], s[5], a[5], d[5];
-    for (int k = 0; k < 5; k++) {
-        f[k] = loop_s(c, iters, repeat, 0);
-        s[k] = loop_s(c, iters, repeat, 1);
-        a[k] = loop_s(c, 0, repeat, 1);
-        d[k] = s[k] - f[k] - a[k];
+    qsort(v, 5, sizeof *v, by_value);
+    return v[2];
+}
+
+/* Prints, on rank 0, the work, the free and synced seconds per iteration,
+ * the small allreduce and the exchange alone, and the delay per iteration;
+ * medians of 5 runs. Returns 0, or SF_EXIT_FAILURE when the exchange's
+ * buffers do not fit in memory on some rank. */
+static int time_sync(SfComm *c, const Options *o, int rank, int p)
+{
+    double rate = spin_rate();
+    Sync s = {(long long)(rate * o->compute_us * 1e-6),
+              (long long)(rate * o->compute_us2 * 1e-6), NULL, NULL, NULL, NULL};
+    if (s.iters1 + s.iters2 < 1)
+        s.iters1 = 1;
+    int ok = 1;
+    if (o->exchange_bytes > 0 && p > 1) {
+        long long each = o->exchange_bytes / (p - 1);
+        if (each < 1)
+            each = 1;
+        s.send = malloc((size_t)(each * p));
+        s.recv = malloc((size_t)(each * p));
+        s.count = calloc((size_t)p, sizeof(int));
+        s.displ = calloc((size_t)p, sizeof(int));
+        ok = s.send && s.recv && s.count && s.displ;
+        for (int r = 0; ok && r < p; r++) {
+            s.count[r] = r == rank ? 0 : (int)each;
+            s.displ[r] = (int)(each * r);
+        }
+        if (ok)
+            memset(s.send, 1, (size_t)(each * p));
     }
-    qsort(f, 5, sizeof *f, by_value);
-    qsort(s, 5, sizeof *s, by_value);
-    qsort(a, 5, sizeof *a, by_value);
-    qsort(d, 5, sizeof *d, by_value);
-    if (rank == 0)
-        printf("shardfit bench-comm: %d rank%s computing %.0f us of CPU work between "
-               "8-byte allreduces, %d iterations, medians of 5 runs\n"
-               "sync: compute_us=%.1f free_us=%.1f synced_us=%.1f small_us=%.1f "
-               "delay_us=%.1f\n", p, p == 1 ? "" : "s", compute_us, repeat, compute_us,
-               f[2] * 1e6, s[2] * 1e6, a[2] * 1e6, d[2] * 1e6);
+    int first = -1, status = sf_comm_agree(c, ok ? 0 : SF_EXIT_FAILURE, &first);
+    if (status) {
+        if (rank == first)
+            fprintf(stderr, "shardfit bench-comm: error: out of memory for a "
+                    "%lld-byte exchange\n", o->exchange_bytes);
+    } else {
+        double f[5], sy[5], a[5], x[5], d[5];
+        for (int k = 0; k < 5; k++) {
+            f[k] = loop_s(c, &s, o->repeat, DO_WORK);
+            sy[k] = loop_s(c, &s, o->repeat, DO_WORK | DO_EXCHANGE | DO_ALLREDUCE);
+            a[k] = loop_s(c, &s, o->repeat, DO_ALLREDUCE);
+            x[k] = s.send ? loop_s(c, &s, o->repeat, DO_EXCHANGE) : 0.0;
+            /* Both meetings back to back, as they are in synced. */
+            d[k] = sy[k] - f[k] - (s.send ? loop_s(c, &s, o->repeat, DO_EXCHANGE |
+                                                   DO_ALLREDUCE) : a[k]);
+        }
+        double work = o->compute_us + o->compute_us2;
+        if (rank == 0)
+            printf("shardfit bench-comm: %d rank%s computing %.0f us of CPU work "
+                   "between meetings (%s), %d iterations, medians of 5 runs\n"
+                   "sync: compute_us=%.1f free_us=%.1f synced_us=%.1f small_us=%.1f "
+                   "exchange_us=%.1f delay_us=%.1f\n", p, p == 1 ? "" : "s", work,
+                   s.send ? "an exchange, then an 8-byte allreduce" : "an 8-byte allreduce",
+                   o->repeat, work, median5(f) * 1e6, median5(sy) * 1e6,
+                   median5(a) * 1e6, median5(x) * 1e6, median5(d) * 1e6);
+    }
+    free(s.send);
+    free(s.recv);
+    free(s.count);
+    free(s.displ);
+    return status ? SF_EXIT_FAILURE : SF_EXIT_OK;
 }
 
 /* t = alpha + beta * bytes the way scripts/scale_model.py's fit_line does
@@ -221,13 +310,16 @@ int sf_cmd_bench_comm(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         printf("usage: shardfit bench-comm [--min BYTES] [--max BYTES] [--repeat R] "
-               "[--csv FILE] [--compute-us U]\ntimes MPI_Allreduce (float sum) from "
-               "--min (4K) to --max (64M) bytes by powers of two, the median of R "
-               "(20) repeats of the slowest rank's time, and fits t = alpha + beta * "
-               "bytes; with --compute-us, instead times R iterations of U us of CPU "
-               "work each followed by an 8-byte allreduce against the work alone, "
-               "and prints the delay of one meeting (delay_us); run under mpirun "
-               "-np P\n");
+               "[--csv FILE] [--compute-us U[,U2]] [--exchange-bytes BYTES]\ntimes "
+               "MPI_Allreduce (float sum) from --min (4K) to --max (64M) bytes by "
+               "powers of two, the median of R (20) repeats of the slowest rank's "
+               "time, and fits t = alpha + beta * bytes; with --compute-us, instead "
+               "times R iterations of U us of CPU work each followed by an 8-byte "
+               "allreduce against the work alone, and prints the delay per "
+               "iteration (delay_us); --exchange-bytes adds the shard loader's "
+               "meeting: U us of work, an alltoallv in which each rank receives "
+               "BYTES from the others, U2 us of work, the allreduce (exchange_us: "
+               "the alltoallv alone); run under mpirun -np P\n");
         return SF_EXIT_OK;
     }
     Options o;
@@ -241,9 +333,9 @@ int sf_cmd_bench_comm(int argc, char **argv)
     }
     int rank = sf_comm_rank(comm), p = sf_comm_size(comm);
     if (o.compute_us > 0.0) {
-        time_sync(comm, o.compute_us, o.repeat, rank, p);
+        status = time_sync(comm, &o, rank, p);
         sf_comm_free(comm);
-        return SF_EXIT_OK;
+        return status;
     }
     float *buf = calloc((size_t)(o.max / 4), sizeof(float));
     double *t = malloc((size_t)o.repeat * sizeof *t);

@@ -16,7 +16,7 @@ static const char usage[] =
     "  shardfit convert csv FILE.csv --label-column K --out FILE.h5 --group /train\n"
     "  shardfit inspect FILE.h5\n"
     "  shardfit bench-comm [--min BYTES] [--max BYTES] [--repeat R] [--csv FILE]\n"
-    "                      [--compute-us U]\n"
+    "                      [--compute-us U[,U2] [--exchange-bytes BYTES]]\n"
     "  shardfit --help | --version\n"
     "\n"
     "train, eval and predict run under `mpirun -np P` (P = 1 also works without mpirun).\n"

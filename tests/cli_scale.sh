@@ -113,6 +113,21 @@ assert v["synced_us"] > 0 and v["small_us"] >= 0 and "delay_us" in v, v
 PY
 then ok "bench-comm --compute-us: calibrated work, the delay of a meeting"
 else bad "bench-comm --compute-us"; fi
+# With the shard loader's exchange between two pieces of work.
+if "$RUN" 2 "$SF" bench-comm --compute-us 400,100 --exchange-bytes 64K --repeat 20 \
+       > "$T/out" 2>&1 &&
+   $PY - "$T/out" >> "$T/out" 2>&1 <<'PY'
+import re, sys
+line = [l for l in open(sys.argv[1]) if l.startswith("sync: ")][0]
+v = {k: float(x) for k, x in re.findall(r"(\w+)=(-?[0-9.]+)", line)}
+assert v["compute_us"] == 500 and v["free_us"] >= 0.9 * 500, v
+assert v["exchange_us"] > 0 and v["synced_us"] >= v["free_us"] * 0.9, v
+PY
+then ok "bench-comm --compute-us U1,U2 --exchange-bytes: a step's two meetings"
+else bad "bench-comm --exchange-bytes"; fi
+if "$SF" bench-comm --exchange-bytes 4K > "$T/out" 2>&1; then
+    bad "bench-comm --exchange-bytes without --compute-us accepted"
+else ok "bench-comm rejects --exchange-bytes without --compute-us"; fi
 if "$SF" bench-comm --compute-us 0 > "$T/out" 2>&1; then bad "bench-comm --compute-us 0 accepted"
 else ok "bench-comm rejects --compute-us 0"; fi
 
@@ -150,6 +165,8 @@ for bsz in (64, 256):
                      "optimizer_ms": 0.2, "backward_ms": 6e-3 * bsz}
 c = m.calibrate(pts)
 assert abs(c["o"] - cal["o"]) < 1e-9 and abs(c["s"] - cal["s"]) < 1e-12, c
+assert 0 < c["fb_share"] < 1, c
+assert m.exchange_bytes(4, 32, 785) == 24 * 785 and m.exchange_bytes(3, 43, 10) == 290
 full = m.step_s(cal, 4, 256, 1e6, alpha, beta)
 hidden = m.step_s(cal, 4, 256, 1e6, alpha, beta, overlap=True)
 assert abs(full - (cal["o"] + cal["s"] * 64 + m.allreduce_s(4, 1e6, alpha, beta))) < 1e-12
@@ -164,7 +181,7 @@ else bad "model fit"; fi
 if scripts/scale "$T/c.ini" --ranks 1,2 --batch-sizes 24,100000 --steps 200 --project \
        --comm-max 64K --out "$T/sweep" > "$T/out" 2>&1; then
     st=0; else st=$?; fi
-if [ "$st" -eq 0 ] && grep -q "FAILED" "$T/out" &&
+if [ "$st" -eq 0 ] && grep -q "FAILED" "$T/out" && grep -q -- "-byte exchange" "$T/out" &&
    $PY - "$T/sweep" >> "$T/out" 2>&1 <<'PY'
 import csv, os, sys
 d = sys.argv[1]
@@ -197,6 +214,7 @@ fit = list(csv.DictReader(open(os.path.join(d, "model_fit.csv"))))
 assert len(fit) == 2 and all(float(r["sync_ms"]) >= 0 for r in fit), fit
 report = open(os.path.join(d, "report.md")).read()
 assert "Where the time went" in report and "ms per step" in report and "failed" in report
+assert "--exchange-bytes" in report and all(float(r["exchange_ms"]) >= 0 for r in fit), report
 PY
 then ok "sweep on 1 and 2 ranks: every column, PNGs, a failed point recorded, projection"
 else bad "sweep (status $st)"; fi
