@@ -184,10 +184,11 @@ static void affine_of(const SfLayer *l, int64_t c, double mean, double invstd,
 /* out = act((x - mean) * invstd * gamma + beta), as x a + b in float
  * (activation.h): each channel's a and b first, then the planes in memory
  * order (channel by channel they were runs of one plane, a stride apart,
- * too short for the prefetcher). */
-static void normalise(const SfLayer *l, SfAct act, const float *in, float *out,
-                      int64_t n, const double *mean, const double *invstd,
-                      int running)
+ * too short for the prefetcher). With next (forward_act), each plane goes
+ * to the workspace and from there through next's forward_plane into out. */
+static void normalise(const SfLayer *l, SfAct act, const SfLayer *next,
+                      const float *in, float *out, int64_t n, const double *mean,
+                      const double *invstd, int running)
 {
     const int64_t C = channels(l), HW = plane(l);
     double *coef = l->sums + 1 + 8 * C;
@@ -201,20 +202,30 @@ static void normalise(const SfLayer *l, SfAct act, const float *in, float *out,
         coef[C + c] = b;
     }
     for (int64_t i = 0; i < n; i++)
-        for (int64_t c = 0; c < C; c++)
-            sf_act_affine(act, in + (i * C + c) * HW, out + (i * C + c) * HW, HW,
-                          (float)coef[c], (float)coef[C + c]);
+        for (int64_t c = 0; c < C; c++) {
+            const int64_t p = i * C + c;
+            if (!next) {
+                sf_act_affine(act, in + p * HW, out + p * HW, HW, (float)coef[c],
+                              (float)coef[C + c]);
+                continue;
+            }
+            sf_act_affine(act, in + p * HW, l->work, HW, (float)coef[c],
+                          (float)coef[C + c]);
+            next->ops->forward_plane(next, l->work, p, out);
+        }
 }
 
 /* The forward, and the next layer's activation in the same pass over the
  * output when the model asks (layer.h's forward_act): the relu after a
- * batchnorm costs no pass of its own. */
-static void bn_forward_act(const SfLayer *l, SfAct act, const float *in,
-                           float *out, int64_t n, const SfPass *pass)
+ * batchnorm costs no pass of its own, nor, with next, the max pooling
+ * after that relu (which then reads each plane from cache). */
+static void bn_forward_act(const SfLayer *l, SfAct act, const SfLayer *next,
+                           const float *in, float *out, int64_t n,
+                           const SfPass *pass)
 {
     const int64_t C = channels(l);
     if (!pass->training) {
-        normalise(l, act, in, out, n, NULL, NULL, 1);
+        normalise(l, act, next, in, out, n, NULL, NULL, 1);
         return;
     }
     if (l->fmode == SF_BATCH_GATHER) {
@@ -226,19 +237,32 @@ static void bn_forward_act(const SfLayer *l, SfAct act, const float *in,
         add_forward_sums(l, in, n, l->sums);
         finish_forward(l, pass);
     }
-    normalise(l, act, in, out, n, l->sums + 1 + 2 * C, l->sums + 1 + 3 * C, 0);
+    normalise(l, act, next, in, out, n, l->sums + 1 + 2 * C, l->sums + 1 + 3 * C, 0);
 }
 
 static void bn_forward(const SfLayer *l, const float *in, float *out,
                        int64_t n, const SfPass *pass)
 {
-    bn_forward_act(l, SF_ACT_NONE, in, out, n, pass);
+    bn_forward_act(l, SF_ACT_NONE, NULL, in, out, n, pass);
+}
+
+/* dy's plane p: dout's, or with next (backward_act) next's backward_plane
+ * of its gradient dout, in the workspace. */
+static const float *grad_plane(const SfLayer *l, const SfLayer *next,
+                               const float *dout, int64_t p)
+{
+    if (!next)
+        return dout + p * plane(l);
+    next->ops->backward_plane(next, dout, p, l->work);
+    return l->work;
 }
 
 /* Adds sum dy and sum dy*xhat per channel to s (2C doubles); dy is dout
- * masked by the relu after this layer when relu is 1. */
+ * (through next, see grad_plane) masked by the relu after this layer when
+ * relu is 1. */
 static void add_backward_sums(const SfLayer *l, const float *in, int relu,
-                              const float *dout, int64_t n, double *s)
+                              const SfLayer *next, const float *dout, int64_t n,
+                              double *s)
 {
     const int64_t C = channels(l), HW = plane(l);
     const double *mean = l->sums + 1 + 2 * C, *invstd = l->sums + 1 + 3 * C;
@@ -248,7 +272,8 @@ static void add_backward_sums(const SfLayer *l, const float *in, int relu,
             float r[2];
             float fa, fb;
             affine_of(l, c, mean[c], invstd[c], &fa, &fb);
-            plane_dsums(in + at, dout + at, (float)mean[c], relu, fa, fb, HW, r);
+            plane_dsums(in + at, grad_plane(l, next, dout, b * C + c), (float)mean[c],
+                        relu, fa, fb, HW, r);
             s[c] += r[0];
             s[C + c] += (double)r[1] * invstd[c];
         }
@@ -259,9 +284,9 @@ static void add_backward_sums(const SfLayer *l, const float *in, int relu,
  * dout masked by the relu after this layer when act is SF_ACT_RELU
  * (layer.h's backward_act). The mask comes from in, not from the relu's
  * output y: one array fewer to read in each of the two passes. */
-static void bn_backward_act(const SfLayer *l, SfAct act, const float *in,
-                            const float *y, const float *dout, float *din,
-                            int64_t n, const SfPass *pass)
+static void bn_backward_act(const SfLayer *l, SfAct act, const SfLayer *next,
+                            const float *in, const float *y, const float *dout,
+                            float *din, int64_t n, const SfPass *pass)
 {
     (void)y;
     assert(act == SF_ACT_RELU || act == SF_ACT_NONE);
@@ -269,12 +294,12 @@ static void bn_backward_act(const SfLayer *l, SfAct act, const float *in,
     const int64_t C = channels(l), HW = plane(l);
     double *g = l->sums + 1 + 4 * C;
     if (l->bmode == SF_BATCH_GATHER) {
-        add_backward_sums(l, in, relu, dout, n, g);
+        add_backward_sums(l, in, relu, next, dout, n, g);
         return;
     }
     double *local = l->sums + 1 + 6 * C;
     memset(local, 0, (size_t)(2 * C) * sizeof *local);
-    add_backward_sums(l, in, relu, dout, n, local);
+    add_backward_sums(l, in, relu, next, dout, n, local);
     for (int64_t c = 0; c < C; c++) {
         l->db[c] += (float)local[c];
         l->dw[c] += (float)local[C + c];
@@ -307,11 +332,12 @@ static void bn_backward_act(const SfLayer *l, SfAct act, const float *in,
             const int64_t at = (b * C + c) * HW;
             const float kf = (float)coef[c], a = (float)coef[C + c];
             const float b0 = (float)coef[2 * C + c];
+            const float *dy = grad_plane(l, next, dout, b * C + c);
             if (relu)
-                affine2_relu(dout + at, in + at, din + at, HW, kf, a, b0,
+                affine2_relu(dy, in + at, din + at, HW, kf, a, b0,
                              (float)coef[3 * C + c], (float)coef[4 * C + c]);
             else
-                affine2(dout + at, in + at, din + at, HW, kf, a, b0);
+                affine2(dy, in + at, din + at, HW, kf, a, b0);
         }
 }
 
@@ -320,7 +346,7 @@ static void bn_backward(const SfLayer *l, const float *in, const float *out,
                         const SfPass *pass)
 {
     (void)out;
-    bn_backward_act(l, SF_ACT_NONE, in, NULL, dout, din, n, pass);
+    bn_backward_act(l, SF_ACT_NONE, NULL, in, NULL, dout, din, n, pass);
 }
 
 static void bn_gather_begin(SfLayer *l, int backward)
@@ -369,6 +395,7 @@ static int bn_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
     sf_layer_add_part(l, "num_batches_tracked", 1, 0, NULL);
     l->parts[NUM_BATCHES].integer = 1;
     l->nsums = 1 + 13 * C;
+    l->work_fixed = plane(l); /* one plane for forward_act's and backward_act's next */
     return 0;
 }
 
@@ -379,6 +406,7 @@ const SfLayerOps sf_layer_batchnorm = {
     .forward_act = bn_forward_act,
     .backward = bn_backward,
     .backward_act = bn_backward_act,
+    .takes_planes = 1,
     .init = bn_init,
     .gather_begin = bn_gather_begin,
     .gather_end = bn_gather_end};

@@ -3,6 +3,7 @@
  * between the two without transposing. */
 #include "shardfit/layer.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +27,12 @@ static void add_column_sums(const float *restrict dout, float *restrict db,
 /* in is (n, ni), W is (no, ni), b is (no), out is (n, no): out = act(in W^T
  * + b), the bias (and the activation, when fused) added in one pass after
  * the GEMM, which writes out without reading it. */
-static void dense_forward_act(const SfLayer *l, SfAct act, const float *in,
-                              float *out, int64_t n, const SfPass *pass)
+static void dense_forward_act(const SfLayer *l, SfAct act, const SfLayer *next,
+                              const float *in, float *out, int64_t n,
+                              const SfPass *pass)
 {
     (void)pass;
+    assert(!next); /* takes_planes is 0 */
     const int64_t ni = sf_shape_size(l->in), no = l->units;
     if (n == 0)
         return;
@@ -41,7 +44,7 @@ static void dense_forward_act(const SfLayer *l, SfAct act, const float *in,
 static void dense_forward(const SfLayer *l, const float *in, float *out,
                           int64_t n, const SfPass *pass)
 {
-    dense_forward_act(l, SF_ACT_NONE, in, out, n, pass);
+    dense_forward_act(l, SF_ACT_NONE, NULL, in, out, n, pass);
 }
 
 /* dW (no, ni) += dout^T (no, n) . in (n, ni); db += column sums of dout;

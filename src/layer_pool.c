@@ -150,17 +150,15 @@ static void maxpool_2x2(const float *in, float *out, int32_t *at, int64_t planes
         }
 }
 
-/* in (n, C, H, W), out (n, C, OH, OW); the offset in its plane of each
- * output's maximum goes to the workspace (int32, one per output) for
- * backward. The first maximum in row-major order wins (a NaN beats
- * everything, the last NaN winning, as PyTorch's rule has it). */
-static void maxpool_forward(const SfLayer *l, const float *in, float *out,
-                            int64_t n, const SfPass *pass)
+/* Planes [0, planes) of in (H, W each) into out (OH, OW each), the offset
+ * in its plane of each output's maximum into at (int32, one per output).
+ * The first maximum in row-major order wins (a NaN beats everything, the
+ * last NaN winning, as PyTorch's rule has it). */
+static void maxpool_planes(const SfLayer *l, const float *in, float *out, int32_t *at,
+                           int64_t planes)
 {
-    (void)pass;
-    const int64_t planes = n * l->in.c, W = l->in.w, HW = l->in.h * W;
+    const int64_t W = l->in.w, HW = l->in.h * W;
     const int64_t OH = l->out.h, OW = l->out.w, k = l->k, s = l->stride;
-    int32_t *at = (int32_t *)l->work;
     if (k == 2 && s == 2) {
         maxpool_2x2(in, out, at, planes, l->in.h, W, OH, OW);
         return;
@@ -185,6 +183,23 @@ static void maxpool_forward(const SfLayer *l, const float *in, float *out,
                 a[y * OW + x] = best;
             }
     }
+}
+
+/* in (n, C, H, W), out (n, C, OH, OW); the indices of the maxima go to the
+ * workspace (one int32 per output) for backward. */
+static void maxpool_forward(const SfLayer *l, const float *in, float *out,
+                            int64_t n, const SfPass *pass)
+{
+    (void)pass;
+    maxpool_planes(l, in, out, (int32_t *)l->work, n * l->in.c);
+}
+
+/* forward_plane (layer.h): plane p alone, its indices at their place. */
+static void maxpool_forward_plane(const SfLayer *l, const float *in_plane, int64_t p,
+                                  float *out)
+{
+    const int64_t PO = l->out.h * l->out.w;
+    maxpool_planes(l, in_plane, out + p * PO, (int32_t *)l->work + p * PO, 1);
 }
 
 /* Non-overlapping windows (stride K): every input element of a window is
@@ -226,19 +241,12 @@ static void maxpool_backward_tiled(const int32_t *restrict at, const float *rest
     }
 }
 
-/* The gradient goes to each window's kept element only. */
-static void maxpool_backward(const SfLayer *l, const float *in, const float *out,
-                             const float *dout, float *din, int64_t n,
-                             const SfPass *pass)
+/* Planes [0, planes) of din from dout and the indices at: the gradient
+ * goes to each window's kept element only. */
+static void maxpool_grad_planes(const SfLayer *l, const int32_t *at, const float *dout,
+                                float *din, int64_t planes)
 {
-    (void)in;
-    (void)out;
-    (void)pass;
-    if (!din)
-        return;
-    const int64_t planes = n * l->in.c, HW = l->in.h * l->in.w;
-    const int64_t PO = l->out.h * l->out.w;
-    const int32_t *at = (const int32_t *)l->work;
+    const int64_t HW = l->in.h * l->in.w, PO = l->out.h * l->out.w;
     if (l->stride == l->k) {
         maxpool_backward_tiled(at, dout, din, planes, l->in.h, l->in.w, l->out.h,
                                l->out.w, l->k);
@@ -252,6 +260,25 @@ static void maxpool_backward(const SfLayer *l, const float *in, const float *out
         for (int64_t q = 0; q < PO; q++)
             g[a[q]] += d[q];
     }
+}
+
+static void maxpool_backward(const SfLayer *l, const float *in, const float *out,
+                             const float *dout, float *din, int64_t n,
+                             const SfPass *pass)
+{
+    (void)in;
+    (void)out;
+    (void)pass;
+    if (din)
+        maxpool_grad_planes(l, (const int32_t *)l->work, dout, din, n * l->in.c);
+}
+
+/* backward_plane (layer.h): plane p of the input's gradient alone. */
+static void maxpool_backward_plane(const SfLayer *l, const float *dout, int64_t p,
+                                   float *din_plane)
+{
+    const int64_t PO = l->out.h * l->out.w;
+    maxpool_grad_planes(l, (const int32_t *)l->work + p * PO, dout + p * PO, din_plane, 1);
 }
 
 /* The mean of each window (count k*k: there is no padding). */
@@ -332,7 +359,9 @@ const SfLayerOps sf_layer_maxpool = {
     .kind = "maxpool",
     .setup = pool_setup,
     .forward = maxpool_forward,
-    .backward = maxpool_backward};
+    .backward = maxpool_backward,
+    .forward_plane = maxpool_forward_plane,
+    .backward_plane = maxpool_backward_plane};
 const SfLayerOps sf_layer_avgpool = {
     .kind = "avgpool",
     .setup = pool_setup,

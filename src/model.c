@@ -2,6 +2,7 @@
  * scratch, and runs forward/backward passes (model.h). */
 #include "shardfit/model.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,10 +201,26 @@ void sf_model_zero_grads(SfModel *m)
     memset(m->grads, 0, ((size_t)m->nparams + SF_MODEL_GRAD_TAIL) * sizeof(float));
 }
 
+/* The layer after layer i's relu when layer i runs that relu and that
+ * layer in its own passes, forward and backward (layer.h's takes_planes:
+ * batchnorm relu maxpool); else NULL. One rule for both directions: the
+ * fused forward leaves the relu's output unwritten, which only the fused
+ * backward does not need. */
+static const SfLayer *plane_next(const SfModel *m, int i)
+{
+    if (i + 2 >= m->nlayers || !m->layers[i].ops->takes_planes ||
+        m->layers[i + 1].ops->act != SF_ACT_RELU)
+        return NULL;
+    const SfLayer *next = &m->layers[i + 2];
+    return next->ops->forward_plane && next->ops->backward_plane ? next : NULL;
+}
+
 /* Runs layers 0 .. last forward; returns the output of layer last. A layer
  * that can apply the next one's activation itself (forward_act) does, into
  * the activation's output: one pass over the rows fewer, and its own output
- * left unwritten (the activation's backward reads only its output). */
+ * left unwritten (the activation's backward reads only its output); and
+ * the layer after that activation too when it works plane by plane
+ * (plane_next), into that layer's output. */
 static const float *forward(SfModel *m, const float *x, int64_t n, int last,
                             const SfPass *pass)
 {
@@ -211,9 +228,12 @@ static const float *forward(SfModel *m, const float *x, int64_t n, int last,
     for (int i = 0; i <= last; i++) {
         const SfLayer *l = &m->layers[i];
         if (l->ops->forward_act && i < last && m->layers[i + 1].ops->act) {
-            l->ops->forward_act(l, m->layers[i + 1].ops->act, in, m->acts[i + 1],
+            const SfLayer *next = i + 2 <= last ? plane_next(m, i) : NULL;
+            const int to = next ? i + 2 : i + 1;
+            l->ops->forward_act(l, m->layers[i + 1].ops->act, next, in, m->acts[to],
                                 n, pass);
-            in = m->acts[++i];
+            in = m->acts[to];
+            i = to;
             continue;
         }
         l->ops->forward(l, in, m->acts[i], n, pass);
@@ -255,12 +275,19 @@ static SfLossSums forward_backward(SfModel *m, const float *x, int64_t n,
     phase_begin(pass, SF_PHASE_BACKWARD);
     for (int i = m->nlayers - 1; i >= first; i--) {
         const SfLayer *l = &m->layers[i];
-        if (l->ops->act == SF_ACT_RELU && i - 1 >= first &&
-            m->layers[i - 1].ops->backward_act) { /* the relu's mask in its pass */
+        if (i - 2 >= 0 && plane_next(m, i - 2) == l) { /* three layers, one pass */
+            assert(i - 2 >= first); /* first is a batchnorm, never its relu or pool */
+            i -= 2;
+            l = &m->layers[i];
+            l->ops->backward_act(l, SF_ACT_RELU, plane_next(m, i),
+                                 i > 0 ? m->acts[i - 1] : x, NULL, dout,
+                                 i > 0 ? din : NULL, n, pass);
+        } else if (l->ops->act == SF_ACT_RELU && i - 1 >= first &&
+                   m->layers[i - 1].ops->backward_act) { /* the relu's mask in its pass */
             const float *y = m->acts[i];
             l = &m->layers[--i];
-            l->ops->backward_act(l, SF_ACT_RELU, i > 0 ? m->acts[i - 1] : x, y, dout,
-                                 i > 0 ? din : NULL, n, pass);
+            l->ops->backward_act(l, SF_ACT_RELU, NULL, i > 0 ? m->acts[i - 1] : x, y,
+                                 dout, i > 0 ? din : NULL, n, pass);
         } else
             l->ops->backward(l, i > 0 ? m->acts[i - 1] : x, m->acts[i], dout,
                              i > 0 ? din : NULL, n, pass);

@@ -430,6 +430,91 @@ START_TEST(test_batchnorm_fused_activations)
 }
 END_TEST
 
+/* A batchnorm runs the relu and the max pooling after it in its own passes
+ * (layer.h's takes_planes, forward_plane, backward_plane): the same bits as
+ * the three layers on their own (an avgpool:1 between the relu and the
+ * pool, an exact identity, keeps them apart), in loss, gradients, running
+ * statistics and predictions, with the whole share and with micro-batches.
+ * The relu's zeros make ties in every window; the pools cover the 2x2
+ * vector paths (rows of 8 and 4 outputs) and scalar path, a 3x3 tiled
+ * pool, overlapping windows (3:2, the scatter path), and odd sizes whose
+ * last row and column floor mode drops. */
+START_TEST(test_batchnorm_fused_pooling)
+{
+    static const struct {
+        const char *pool;
+        SfShape in;
+    } cases[] = {
+        {"maxpool:2", {2, 7, 5}},   /* 3x2 outputs: the scalar windows */
+        {"maxpool:2", {1, 9, 17}},  /* rows of 8 outputs, a dropped column */
+        {"maxpool:2", {2, 6, 11}},  /* rows of 5: two blocks of 4 that overlap */
+        {"maxpool:3", {2, 7, 8}},   /* tiled, k 3 */
+        {"maxpool:3:2", {2, 7, 6}}, /* overlapping windows */
+    };
+    enum { N = 5 };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int micro = N; micro >= 2; micro -= 3) {
+            const SfShape in = cases[k].in;
+            const int64_t d = sf_shape_size(in);
+            char fused[128], apart[128];
+            snprintf(fused, sizeof fused, "conv:3:3:1:1 batchnorm relu %s flatten "
+                     "dense:4", cases[k].pool);
+            snprintf(apart, sizeof apart, "conv:3:3:1:1 batchnorm relu avgpool:1 %s "
+                     "flatten dense:4", cases[k].pool);
+            SfError err = {0};
+            SfModel *m = sf_model_create(fused, in, SF_LOSS_CROSS_ENTROPY, N, &err);
+            SfModel *m2 = sf_model_create(apart, in, SF_LOSS_CROSS_ENTROPY, N, &err);
+            ck_assert_msg(m && m2, "%s", err.msg);
+            sf_model_init_params(m, SF_INIT_AUTO, 3);
+            ck_assert_int_eq(sf_model_nstate(m), sf_model_nstate(m2));
+            float *x = malloc((size_t)(N * d) * sizeof *x);
+            int32_t y[N];
+            int64_t ids[N];
+            uint64_t key = sf_rng_key(8, 1, k);
+            for (int64_t i = 0; i < N * d; i++) /* a few values: ties before relu too */
+                x[i] = (float)(int)(3.0 * sf_rng_uniform(key, (uint64_t)i)) - 1.0f;
+            for (int i = 0; i < N; i++) {
+                y[i] = i % 4;
+                ids[i] = i;
+            }
+            SfTargets t = {y, NULL};
+            SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL};
+            for (int step = 0; step < 2; step++) { /* the second with new weights */
+                memcpy(sf_model_params(m2), sf_model_params(m),
+                       (size_t)sf_model_nstate(m) * sizeof(float));
+                SfLossSums l1 = sf_model_train_share(m, x, N, micro, micro < N, t,
+                                                     &pass, NULL);
+                SfLossSums l2 = sf_model_train_share(m2, x, N, micro, micro < N, t,
+                                                     &pass, NULL);
+                ck_assert_msg(l1.loss == l2.loss, "%s %s micro %d: loss %g fused, %g "
+                              "apart", cases[k].pool, sf_shape_str(in, (char[64]){0}, 64),
+                              micro, l1.loss, l2.loss);
+                const float *g1 = sf_model_grads(m), *g2 = sf_model_grads(m2);
+                for (int64_t i = 0; i < sf_model_nparams(m); i++)
+                    ck_assert_msg(g1[i] == g2[i], "%s micro %d: gradient %lld %g fused, "
+                                  "%g apart", cases[k].pool, micro, (long long)i, g1[i],
+                                  g2[i]);
+                const float *p1 = sf_model_params(m), *p2 = sf_model_params(m2);
+                for (int64_t i = sf_model_nparams(m); i < sf_model_nstate(m); i++)
+                    ck_assert_msg(p1[i] == p2[i], "%s: statistic %lld differs",
+                                  cases[k].pool, (long long)i);
+                float *p = sf_model_params(m);
+                for (int64_t i = 0; i < sf_model_nparams(m); i++)
+                    p[i] -= 0.5f * g1[i];
+            }
+            memcpy(sf_model_params(m2), sf_model_params(m),
+                   (size_t)sf_model_nstate(m) * sizeof(float));
+            const float *o1 = sf_model_predict(m, x, N), *o2 = sf_model_predict(m2, x, N);
+            for (int i = 0; i < N * 4; i++)
+                ck_assert_msg(o1[i] == o2[i], "%s: prediction %d %g fused, %g apart",
+                              cases[k].pool, i, o1[i], o2[i]);
+            free(x);
+            sf_model_free(m);
+            sf_model_free(m2);
+        }
+}
+END_TEST
+
 /* A dense layer applies the activation after it in its own pass (layer.h's
  * forward_act): the same bits as the activation layer run on its own (after
  * flatten, which does not fuse), and close to libm in double precision over
@@ -521,6 +606,7 @@ int main(void)
     tcase_add_test(tc, test_maxpool_ties_and_floor_mode);
     tcase_add_test(tc, test_maxpool_matches_direct);
     tcase_add_test(tc, test_batchnorm_fused_activations);
+    tcase_add_test(tc, test_batchnorm_fused_pooling);
     tcase_add_test(tc, test_batchnorm_micro_batches_equal_whole);
     tcase_add_test(tc, test_conv_matches_direct);
     suite_add_tcase(s, tc);

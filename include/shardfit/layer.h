@@ -92,9 +92,14 @@ typedef struct SfLayerOps {
      * next layer's activation in one pass, with the bits of the two forwards
      * run one after the other. The model calls it when the next layer's act
      * is not SF_ACT_NONE, and leaves this layer's own output unwritten, so
-     * the activation's backward must not read its input (none does). */
-    void (*forward_act)(const SfLayer *l, SfAct act, const float *in, float *out,
-                        int64_t n, const SfPass *pass);
+     * the activation's backward must not read its input (none does).
+     * next is NULL, or (kinds with takes_planes only) the layer after the
+     * activation, which has forward_plane: then out is next's output
+     * (n, next->out), each plane of act(f(in)) handed to next's
+     * forward_plane while in cache, and the activation's output is left
+     * unwritten too (the model then also fuses the backward, below). */
+    void (*forward_act)(const SfLayer *l, SfAct act, const SfLayer *next,
+                        const float *in, float *out, int64_t n, const SfPass *pass);
     /* Given dout (n, out), ADDS parameter gradients into dw/db (so micro-
      * batches accumulate) and, unless din is NULL (the first layer), writes
      * din (n, in). in and out are what forward saw and produced. */
@@ -107,10 +112,28 @@ typedef struct SfLayerOps {
      * output y (n, out), which the relu's backward would mask where y <= 0
      * (a layer may recompute that mask from in, as batchnorm does); in and
      * din as in backward. Bitwise the two backwards run one after
-     * the other, without the masked gradient ever being stored. */
-    void (*backward_act)(const SfLayer *l, SfAct act, const float *in,
-                         const float *y, const float *dout, float *din,
-                         int64_t n, const SfPass *pass);
+     * the other, without the masked gradient ever being stored. With next
+     * (as in forward_act; y is then NULL), dout is next's output gradient
+     * (n, next->out) and the relu's output gradient is fetched plane by
+     * plane from next's backward_plane: three backwards, one pass. */
+    void (*backward_act)(const SfLayer *l, SfAct act, const SfLayer *next,
+                         const float *in, const float *y, const float *dout,
+                         float *din, int64_t n, const SfPass *pass);
+    /* 1 when forward_act and backward_act take a next layer (above). */
+    int takes_planes;
+    /* Optional, for kinds that work plane by plane (max pooling), so the
+     * layer two before can run them on each plane of its output while that
+     * plane is in cache (forward_act's next), bit for bit what forward and
+     * backward give. forward_plane: plane p (of the n*C planes of a pass,
+     * in order) of this layer's input, in_plane (in.h, in.w), into out's
+     * plane p (out is the whole (n, out) output), keeping what backward
+     * needs as forward would. backward_plane: din_plane (in.h, in.w) = the
+     * gradient w.r.t. input plane p, from dout (the whole (n, out)
+     * gradient) and what forward_plane kept. Neither stores other planes. */
+    void (*forward_plane)(const SfLayer *l, const float *in_plane, int64_t p,
+                          float *out);
+    void (*backward_plane)(const SfLayer *l, const float *dout, int64_t p,
+                           float *din_plane);
     /* Sets the initial parameters and statistics itself (batchnorm's ones
      * and zeros). NULL: weights from the He/Glorot draw, zero biases. */
     void (*init)(SfLayer *l);
