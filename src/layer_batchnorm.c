@@ -229,15 +229,32 @@ static void bn_forward_act(const SfLayer *l, SfAct act, const SfLayer *next,
         return;
     }
     if (l->fmode == SF_BATCH_GATHER) {
-        add_forward_sums(l, in, n, l->sums);
+        if (!l->fed) /* else bn_take_rows added them */
+            add_forward_sums(l, in, n, l->sums);
         return;
     }
     if (l->fmode == SF_BATCH_WHOLE) {
-        memset(l->sums, 0, (size_t)(1 + 2 * C) * sizeof *l->sums);
-        add_forward_sums(l, in, n, l->sums);
+        if (!l->fed || n == 0) { /* n = 0: bn_take_rows never ran to zero them */
+            memset(l->sums, 0, (size_t)(1 + 2 * C) * sizeof *l->sums);
+            add_forward_sums(l, in, n, l->sums);
+        }
         finish_forward(l, pass);
     }
     normalise(l, act, next, in, out, n, l->sums + 1 + 2 * C, l->sums + 1 + 3 * C, 0);
+}
+
+/* take_rows (layer.h): the forward sums of rows [b, b + count) as the layer
+ * before writes them, added in the order add_forward_sums adds them over
+ * the whole input, so the statistics have the same bits. */
+static void bn_take_rows(const SfLayer *l, const float *rows, int64_t b,
+                         int64_t count, int64_t n, const SfPass *pass)
+{
+    (void)n;
+    if (!pass->training || l->fmode == SF_BATCH_FIXED)
+        return;
+    if (l->fmode == SF_BATCH_WHOLE && b == 0)
+        memset(l->sums, 0, (size_t)(1 + 2 * channels(l)) * sizeof *l->sums);
+    add_forward_sums(l, rows, count, l->sums);
 }
 
 static void bn_forward(const SfLayer *l, const float *in, float *out,
@@ -407,6 +424,7 @@ const SfLayerOps sf_layer_batchnorm = {
     .backward = bn_backward,
     .backward_act = bn_backward_act,
     .takes_planes = 1,
+    .take_rows = bn_take_rows,
     .init = bn_init,
     .gather_begin = bn_gather_begin,
     .gather_end = bn_gather_end};

@@ -246,11 +246,11 @@ static void col2im(const SfLayer *l, float *col, int64_t ld, float *img)
 /* in (n, C, H, W), W (O, K); out (n, O, P). Sample by sample: its col_b
  * (K, P) in the workspace, then its (O, P) block of out, the bias and then
  * W col_b added by sgemm (beta 1), so the product lands in NCHW without a
- * copy. */
+ * copy; then, when the next layer takes rows (batchnorm: its statistics),
+ * the block goes to it while in cache. */
 static void conv_forward(const SfLayer *l, const float *in, float *out,
                          int64_t n, const SfPass *pass)
 {
-    (void)pass;
     const int64_t O = l->units, K = l->in.c * l->k * l->k;
     const int64_t P = l->out.h * l->out.w, D = sf_shape_size(l->in);
     float *col = l->work;
@@ -261,6 +261,8 @@ static void conv_forward(const SfLayer *l, const float *in, float *out,
             fill(y + o * P, P, l->b[o]);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)P, (int)K,
                     1.0f, l->w, (int)K, col, (int)P, 1.0f, y, (int)P);
+        if (l->feed) /* the next layer reads the sample while it is in cache */
+            l->feed->ops->take_rows(l->feed, y, b, 1, n, pass);
     }
 }
 
@@ -332,4 +334,5 @@ const SfLayerOps sf_layer_conv = {
     .kind = "conv",
     .setup = conv_setup,
     .forward = conv_forward,
-    .backward = conv_backward};
+    .backward = conv_backward,
+    .feeds_rows = 1};

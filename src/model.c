@@ -102,6 +102,10 @@ static int allocate(SfModel *m)
             return -1;
         if (l->nsums > 0 && !(l->sums = calloc((size_t)l->nsums, sizeof *l->sums)))
             return -1;
+        if (l->ops->feeds_rows && i + 1 < m->nlayers && m->layers[i + 1].ops->take_rows) {
+            l->feed = &m->layers[i + 1];
+            m->layers[i + 1].fed = 1;
+        }
         const int64_t work = m->max_rows * l->work_per_row + l->work_fixed;
         if (work > 0 && !(l->work = malloc((size_t)work * sizeof(float))))
             return -1;

@@ -431,10 +431,12 @@ START_TEST(test_batchnorm_fused_activations)
 END_TEST
 
 /* A batchnorm runs the relu and the max pooling after it in its own passes
- * (layer.h's takes_planes, forward_plane, backward_plane): the same bits as
- * the three layers on their own (an avgpool:1 between the relu and the
- * pool, an exact identity, keeps them apart), in loss, gradients, running
- * statistics and predictions, with the whole share and with micro-batches.
+ * (layer.h's takes_planes, forward_plane, backward_plane), and takes its
+ * statistics from the conv before it sample by sample (take_rows): the
+ * same bits as the layers on their own (an avgpool:1, an exact identity,
+ * between the conv and the batchnorm and between the relu and the pool
+ * keeps them apart), in loss, gradients, running statistics and
+ * predictions, with the whole share and with micro-batches.
  * The relu's zeros make ties in every window; the pools cover the 2x2
  * vector paths (rows of 8 and 4 outputs) and scalar path, a 3x3 tiled
  * pool, overlapping windows (3:2, the scatter path), and odd sizes whose
@@ -459,7 +461,7 @@ START_TEST(test_batchnorm_fused_pooling)
             char fused[128], apart[128];
             snprintf(fused, sizeof fused, "conv:3:3:1:1 batchnorm relu %s flatten "
                      "dense:4", cases[k].pool);
-            snprintf(apart, sizeof apart, "conv:3:3:1:1 batchnorm relu avgpool:1 %s "
+            snprintf(apart, sizeof apart, "conv:3:3:1:1 avgpool:1 batchnorm relu avgpool:1 %s "
                      "flatten dense:4", cases[k].pool);
             SfError err = {0};
             SfModel *m = sf_model_create(fused, in, SF_LOSS_CROSS_ENTROPY, N, &err);

@@ -134,6 +134,17 @@ typedef struct SfLayerOps {
                           float *out);
     void (*backward_plane)(const SfLayer *l, const float *dout, int64_t p,
                            float *din_plane);
+    /* Optional, for kinds whose forward first reduces its whole input
+     * (batchnorm's statistics): takes rows [b, b + count) of a pass's input
+     * of n rows as the layer before writes them, in order, so it reads them
+     * while they are in cache, and its forward then skips that reduction
+     * (l->fed). Bit for bit what forward does itself. Called by kinds with
+     * feeds_rows, through their l->feed. */
+    void (*take_rows)(const SfLayer *l, const float *rows, int64_t b, int64_t count,
+                      int64_t n, const SfPass *pass);
+    /* 1 when forward hands its output, sample by sample as it is written,
+     * to l->feed's take_rows (conv). */
+    int feeds_rows;
     /* Sets the initial parameters and statistics itself (batchnorm's ones
      * and zeros). NULL: weights from the He/Glorot draw, zero biases. */
     void (*init)(SfLayer *l);
@@ -167,6 +178,9 @@ struct SfLayer {
     int64_t nsums;        /* doubles of per-step sums (batch statistics) */
     double *sums;         /* nsums doubles, or NULL */
     SfBatchMode fmode, bmode; /* forward's and backward's, set by the model */
+    const SfLayer *feed;  /* the next layer when it takes this one's rows
+                             (take_rows, feeds_rows), set by the model; or NULL */
+    int fed;              /* 1: the layer before hands this one its rows */
 };
 
 /* Parses one token of the `layers` list ("dense:128", "conv:32:3:1:1",
