@@ -131,6 +131,24 @@ static void affine2_relu(const float *restrict dy, const float *restrict x,
         dx[p] = k * (x[p] * fa + fb > 0.0f ? dy[p] : 0.0f) - a * x[p] - b;
 }
 
+/* affine2 and affine2_relu with dx holding dy (each element read, then
+ * written: the same expression, the same bits). */
+SF_SIMD_CLONES
+static void affine2_inplace(float *dx, const float *restrict x, int64_t m, float k,
+                            float a, float b)
+{
+    for (int64_t p = 0; p < m; p++)
+        dx[p] = k * dx[p] - a * x[p] - b;
+}
+
+SF_SIMD_CLONES
+static void affine2_relu_inplace(float *dx, const float *restrict x, int64_t m,
+                                 float k, float a, float b, float fa, float fb)
+{
+    for (int64_t p = 0; p < m; p++)
+        dx[p] = k * (x[p] * fa + fb > 0.0f ? dx[p] : 0.0f) - a * x[p] - b;
+}
+
 /* Adds count, sum x and sum x^2 of in (n, C, HW) to s: float within one
  * plane (at most a few thousand values), double across planes and ranks. */
 static void add_forward_sums(const SfLayer *l, const float *in, int64_t n, double *s)
@@ -264,22 +282,24 @@ static void bn_forward(const SfLayer *l, const float *in, float *out,
 }
 
 /* dy's plane p: dout's, or with next (backward_act) next's backward_plane
- * of its gradient dout, in the workspace. */
+ * of its gradient dout, into keep's plane p (when the input gradient pass
+ * reads it again), else into the workspace. */
 static const float *grad_plane(const SfLayer *l, const SfLayer *next,
-                               const float *dout, int64_t p)
+                               const float *dout, float *keep, int64_t p)
 {
     if (!next)
         return dout + p * plane(l);
-    next->ops->backward_plane(next, dout, p, l->work);
-    return l->work;
+    float *g = keep ? keep + p * plane(l) : l->work;
+    next->ops->backward_plane(next, dout, p, g);
+    return g;
 }
 
 /* Adds sum dy and sum dy*xhat per channel to s (2C doubles); dy is dout
- * (through next, see grad_plane) masked by the relu after this layer when
- * relu is 1. */
+ * (through next, into keep unless NULL: see grad_plane) masked by the relu
+ * after this layer when relu is 1. */
 static void add_backward_sums(const SfLayer *l, const float *in, int relu,
-                              const SfLayer *next, const float *dout, int64_t n,
-                              double *s)
+                              const SfLayer *next, const float *dout, float *keep,
+                              int64_t n, double *s)
 {
     const int64_t C = channels(l), HW = plane(l);
     const double *mean = l->sums + 1 + 2 * C, *invstd = l->sums + 1 + 3 * C;
@@ -289,7 +309,7 @@ static void add_backward_sums(const SfLayer *l, const float *in, int relu,
             float r[2];
             float fa, fb;
             affine_of(l, c, mean[c], invstd[c], &fa, &fb);
-            plane_dsums(in + at, grad_plane(l, next, dout, b * C + c), (float)mean[c],
+            plane_dsums(in + at, grad_plane(l, next, dout, keep, b * C + c), (float)mean[c],
                         relu, fa, fb, HW, r);
             s[c] += r[0];
             s[C + c] += (double)r[1] * invstd[c];
@@ -311,12 +331,15 @@ static void bn_backward_act(const SfLayer *l, SfAct act, const SfLayer *next,
     const int64_t C = channels(l), HW = plane(l);
     double *g = l->sums + 1 + 4 * C;
     if (l->bmode == SF_BATCH_GATHER) {
-        add_backward_sums(l, in, relu, next, dout, n, g);
+        add_backward_sums(l, in, relu, next, dout, NULL, n, g);
         return;
     }
     double *local = l->sums + 1 + 6 * C;
     memset(local, 0, (size_t)(2 * C) * sizeof *local);
-    add_backward_sums(l, in, relu, next, dout, n, local);
+    /* With next, the expanded gradient goes into din, which the input
+     * gradient pass then turns into din in place: one expansion a plane. */
+    float *keep = next ? din : NULL;
+    add_backward_sums(l, in, relu, next, dout, keep, n, local);
     for (int64_t c = 0; c < C; c++) {
         l->db[c] += (float)local[c];
         l->dw[c] += (float)local[C + c];
@@ -349,7 +372,15 @@ static void bn_backward_act(const SfLayer *l, SfAct act, const SfLayer *next,
             const int64_t at = (b * C + c) * HW;
             const float kf = (float)coef[c], a = (float)coef[C + c];
             const float b0 = (float)coef[2 * C + c];
-            const float *dy = grad_plane(l, next, dout, b * C + c);
+            if (keep) { /* din holds dy */
+                if (relu)
+                    affine2_relu_inplace(din + at, in + at, HW, kf, a, b0,
+                                         (float)coef[3 * C + c], (float)coef[4 * C + c]);
+                else
+                    affine2_inplace(din + at, in + at, HW, kf, a, b0);
+                continue;
+            }
+            const float *dy = grad_plane(l, next, dout, NULL, b * C + c);
             if (relu)
                 affine2_relu(dy, in + at, din + at, HW, kf, a, b0,
                              (float)coef[3 * C + c], (float)coef[4 * C + c]);
