@@ -23,18 +23,21 @@ shard loader's alltoallv of the step's samples, in which a rank receives
 the (P - 1) / P of its share that other ranks hold, and delay(P) what the
 step's meetings cost beyond the collectives themselves when the ranks
 compute between them. Both come from one run of `bench-comm --compute-us
-U1,U2 --exchange-bytes E`, which lays an iteration out as a step: U1 of
-work (forward and backward's part of the point's compute alone), the
-exchange of E bytes, U2 (the optimizer and the gather), the allreduce; it
-prints the exchange alone and the delay per iteration. bench-comm's curve
-has every rank inside MPI at once; in training, with more ranks than
-cores, a rank still in a collective shares its core with one already back
-at work and waits for the scheduler (1-2 ms per exchange at 3 and 4 hosts
-on 2 cores, against 0.04-0.2 ms of latency). Before the exchange was
-measured it was a latency per peer, min(P - 1, B / P) alpha, and the
-delay was that of an 8-byte allreduce after U counted twice; the traces
-of 4-host points then showed the exchange alone taking 0.1-0.9 ms after
-the last rank arrived, against 0.06-0.08 ms so modelled. Without the
+U1,U2 --exchange-bytes E --allreduce-bytes n`, which lays an iteration
+out as a step: U1 of work (forward and backward's part of the point's
+compute alone), the exchange of E bytes, U2 (the optimizer and the
+gather), the gradient's allreduce; it prints the exchange alone and the
+delay per iteration (synced less the work alone and less both
+collectives alone). bench-comm's curve has every rank inside MPI at once;
+in training, with more ranks than cores, a rank still in a collective
+shares its core with one already back at work and waits for the
+scheduler (1-2 ms per exchange at 3 and 4 hosts on 2 cores, against
+0.04-0.2 ms of latency), and the large sum itself ran slower than on the
+curve (3 hosts: 8.7-9.4 ms in the steps against 5.7-7.4 ms). Before, the
+exchange was a latency per peer, min(P - 1, B / P) alpha, and the delay
+that of an 8-byte allreduce after U, counted twice; the traces of 4-host
+points showed the exchange alone taking 0.1-0.9 ms after the last rank
+arrived, against the 0.06-0.08 ms so modelled. Without the
 dataset file (to size a sample) the model falls back to that. With
 --repeat R every calibration runs R times and its median is used, as the
 points' medians are what it predicts.
@@ -220,38 +223,40 @@ def run_bench_comm(a, p, launcher, shardfit, run):
     return (A, B), None
 
 
-def run_sync_delay(a, p, work, exchange, launcher, shardfit, run):
-    """What the meetings of a step cost beyond the collectives' own time
-    when the ranks compute between them (`bench-comm --compute-us U1,U2
-    --exchange-bytes E`): work = (U1, U2) seconds before and after the shard
-    loader's exchange of `exchange` bytes (0: no exchange, one meeting).
-    Returns (delay per step, floored at 0, and the exchange alone, in
-    seconds; each the median of --repeat runs), or None if every run failed.
-    On this machine the delay is the scheduler's: with more ranks than cores
-    a rank still in a collective waits for a core that another rank, back to
-    computing, holds."""
-    ds, xs = [], []
+def run_step_comm(a, p, work, exchange, nbytes, ar_s, launcher, shardfit, run):
+    """What a step's collectives cost when the ranks compute between them:
+    `bench-comm --compute-us U1,U2 --exchange-bytes E --allreduce-bytes N`
+    lays an iteration out as a step, work = (U1, U2) seconds before and
+    after the shard loader's exchange of `exchange` bytes (0: none), then
+    the gradient's allreduce of nbytes (about ar_s seconds by the curve,
+    which sets how many iterations fit in about half a second), and the
+    step's communication is synced - free, that iteration less the same
+    work without collectives. Returns (that, the exchange alone back to
+    back), in seconds, each the median of --repeat runs; None if every run
+    failed. On this machine it differs from the curve's allreduce plus the
+    exchange both ways: with more ranks than cores a rank still in a
+    collective waits for a core that another rank, back to computing,
+    holds; over a rate-limited link the work between steps lets the
+    limiter's burst refill, so a step's collectives ride in it, faster than
+    back to back."""
+    cs, xs = [], []
     u1, u2 = work
+    iters = int(min(100, max(10, 0.5 / max(1e-6, u1 + u2 + ar_s))))
     for r in range(a.repeat):
         name = "sync-p%d-%.0fus%s" % (p, (u1 + u2) * 1e6, "-r%d" % r if a.repeat > 1 else "")
         cmd = launcher(a.hosts, p) + [shardfit(), "bench-comm", "--compute-us",
-                                        "%.1f,%.1f" % (u1 * 1e6, u2 * 1e6), "--repeat", "100"]
+                                        "%.1f,%.1f" % (u1 * 1e6, u2 * 1e6), "--repeat",
+                                        str(iters), "--allreduce-bytes", str(nbytes)]
         if exchange:
             cmd += ["--exchange-bytes", str(exchange)]
         status, text = run(cmd, os.path.join(a.out, name + ".txt"), a.timeout)
-        m = re.search(r"exchange_us=(-?[0-9.]+) delay_us=(-?[0-9.]+)", text or "")
-        if status == 0 and m:
-            xs.append(float(m.group(1)) * 1e-6)
-            ds.append(float(m.group(2)) * 1e-6)
-    if not ds:
+        v = dict(re.findall(r"(\w+)=(-?[0-9.]+)", text or ""))
+        if status == 0 and {"free_us", "synced_us", "exchange_us"} <= set(v):
+            cs.append((float(v["synced_us"]) - float(v["free_us"])) * 1e-6)
+            xs.append(float(v["exchange_us"]) * 1e-6)
+    if not cs:
         return None
-    return max(0.0, float(np.median(ds))), float(np.median(xs))
-
-
-def sync_points(loader, p):
-    """Meetings of all ranks in a step: the gradient's allreduce, and the
-    shard loader's exchange."""
-    return 0 if p <= 1 else 1 + (loader == "shard")
+    return float(np.median(cs)), float(np.median(xs))
 
 
 def point_config(point):
@@ -330,7 +335,8 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
     loader, threads, data = point_config(next(iter(points.values())))
     row = sample_bytes(data) if loader == "shard" else None
     measured, cont, how = measure_compute(a, points, colocate, threads)
-    delays, exchanged = {}, {}
+    nbytes = 4 * (nparams + 8)
+    comms, exchanged = {}, {}
     for (b, p), pt in sorted(points.items()):
         if p < 2 or p not in lines:
             continue
@@ -344,16 +350,18 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         print("[model] bench-comm --compute-us on %d ranks (%.0f us of work%s) ..." %
               (p, alone * 1e6, ", a %d-byte exchange" % ex_bytes if ex_bytes else ""),
               end=" ", flush=True)
-        d = run_sync_delay(a, p, work, ex_bytes, launcher, shardfit, run)
+        A, B = lines[p]
+        d = run_step_comm(a, p, work, ex_bytes, nbytes, A + B * nbytes, launcher,
+                          shardfit, run)
         if d is None:
             print("FAILED", flush=True)
             continue
-        delays[(b, p)] = d[0]
+        comms[(b, p)] = d[0]
         if ex_bytes:
             exchanged[(b, p)] = d[1]
-        print("%.0f us a step%s" % (d[0] * 1e6, ", exchange %.0f us" % (d[1] * 1e6)
-                                     if ex_bytes else ""), flush=True)
-    nbytes = 4 * (nparams + 8)
+        print("%.0f us of communication a step%s" % (
+            d[0] * 1e6, " (exchange alone %.0f us)" % (d[1] * 1e6) if ex_bytes else ""),
+            flush=True)
     md = ["\n## Model\n",
           "Fitted from the 1-rank points: o = %.3f ms per step, s = %.2f us per "
           "sample; gradient %d bytes; loader %s. Compute of a P-rank point: %s.\n\n" %
@@ -375,21 +383,20 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
                   (p, A * 1e6, B * 1e9, al * 1e6, 8e-9 / be if be > 0 else float("inf")))
     for e in errs:
         md.append("\n%s.\n" % e)
-    if exchanged:
-        md.append("\nThe shard loader's exchange (%d bytes a sample, (P-1)/P of a rank's "
-                  "share from the others) and the delay of a step's meetings beyond the "
-                  "collectives themselves come from `bench-comm --compute-us U1,U2 "
-                  "--exchange-bytes E`: the point's compute alone split as a step "
-                  "splits it (forward and backward %.0f%%, then the rest), the "
-                  "exchange, and the allreduce between (waiting for a core when "
-                  "ranks outnumber cores).\n" % (row, 100 * cal["fb_share"]))
-    else:
-        md.append("\nEach meeting of the ranks in a step (the allreduce, and the shard "
-                  "loader's exchange) also costs the delay `bench-comm --compute-us` "
-                  "measures with the ranks computing between meetings (waiting for a "
-                  "core when ranks outnumber cores).\n")
+    md.append("\nA step's communication comes from `bench-comm --compute-us U1,U2 "
+              "--exchange-bytes E --allreduce-bytes n`, which lays an iteration out as "
+              "a step: the point's compute alone split as a step splits it (forward "
+              "and backward %.0f%%, then the rest), the shard loader's exchange "
+              "between (%s), the gradient's allreduce after; its time less the same "
+              "work alone is the step's communication. The table splits it into the "
+              "curve's allreduce, the exchange alone, and what meeting among the work "
+              "adds (waiting for a core when ranks outnumber cores) or saves (a rate "
+              "limiter's burst refilling while the ranks compute).\n" %
+              (100 * cal["fb_share"], "%d bytes a sample, (P-1)/P of a rank's share "
+               "from the others" % row if exchanged else "not measured: a latency per "
+               "peer instead"))
     md.append("\n| ranks | batch | c(P) | compute ms | allreduce ms | exchange ms | "
-              "meetings x delay ms | predicted ms | measured ms | error |\n"
+              "meeting among the work ms | predicted ms | measured ms | error |\n"
               "|---|---|---|---|---|---|---|---|---|---|\n")
     fits = []
     print("[model] predicted step time of every measured point:")
@@ -405,10 +412,14 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         ex = exchanged.get((b, p))
         if ex is None:
             ex = exchange_s(loader, p, share, al)
-        # bench-comm measured one meeting, the allreduce, unless it also ran
-        # the exchange.
-        meets = 1 if (b, p) in exchanged else sync_points(loader, p)
-        sync = meets * delays.get((b, p), 0.0)
+        # The step's communication as bench-comm laid it out, less the
+        # curve's allreduce and the exchange alone: what the ranks' meeting
+        # among the work adds (or, over a rate limiter, saves). Without that
+        # run, nothing; without the exchange in it, the formula's exchange
+        # comes on top.
+        sync = 0.0
+        if (b, p) in comms:
+            sync = comms[(b, p)] - ar - (ex if (b, p) in exchanged else 0.0)
         pred = (comp + ar + ex + sync) * 1e3
         e = (pred - pt["step_ms"]) / pt["step_ms"]
         fits.append({"ranks": p, "batch_size": b, "contention": c,

@@ -1,5 +1,6 @@
 /* cmd_bench_comm.c: `shardfit bench-comm [--min BYTES] [--max BYTES]
- * [--repeat R] [--csv FILE] [--compute-us U[,U2]] [--exchange-bytes E]`:
+ * [--repeat R] [--csv FILE] [--compute-us U[,U2]] [--exchange-bytes E]
+ * [--allreduce-bytes N]`:
  * how long MPI_Allreduce of a float sum takes on these ranks and links, from
  * 4 KiB to 64 MiB by powers of two, and the latency-bandwidth line through
  * it; with --compute-us, what the meetings of a step cost when the ranks
@@ -27,6 +28,7 @@ typedef struct Options {
     double compute_us;  /* > 0: the synchronisation benchmark instead */
     double compute_us2; /* work after the exchange (--compute-us U1,U2) */
     long long exchange_bytes; /* > 0: an alltoallv meeting too */
+    long long allreduce_bytes; /* the sync mode's allreduce (8: a meeting only) */
 } Options;
 
 /* "4096", "4K", "64M", "1G" (binary units). */
@@ -67,7 +69,7 @@ static int parse_work(const char *s, Options *o)
 
 static int parse_args(int argc, char **argv, Options *o)
 {
-    *o = (Options){4LL << 10, 64LL << 20, 20, NULL, 0.0, 0.0, 0};
+    *o = (Options){4LL << 10, 64LL << 20, 20, NULL, 0.0, 0.0, 0, 8};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--min") && v && !parse_bytes(v, &o->min))
@@ -83,15 +85,19 @@ static int parse_args(int argc, char **argv, Options *o)
         else if (!strcmp(a, "--exchange-bytes") && v && !parse_bytes(v, &o->exchange_bytes)
                  && o->exchange_bytes <= (1LL << 30))
             i++;
+        else if (!strcmp(a, "--allreduce-bytes") && v && !parse_bytes(v, &o->allreduce_bytes)
+                 && o->allreduce_bytes >= 8 && o->allreduce_bytes <= (1LL << 30))
+            i++;
         else
             return sf_cli_usage_error("bench-comm", "bad argument '%s' (usage: "
                                       "shardfit bench-comm [--min BYTES] [--max BYTES] "
                                       "[--repeat R] [--csv FILE] [--compute-us U[,U2]] "
-                                      "[--exchange-bytes BYTES]; BYTES like 4K, 64M; U "
-                                      "in (0, 1e6], U2 in [0, 1e6])", a);
+                                      "[--exchange-bytes BYTES] [--allreduce-bytes BYTES]; "
+                                      "BYTES like 4K, 64M; U in (0, 1e6], U2 in [0, 1e6])", a);
     }
-    if (o->exchange_bytes && o->compute_us <= 0.0)
-        return sf_cli_usage_error("bench-comm", "--exchange-bytes needs --compute-us");
+    if ((o->exchange_bytes || o->allreduce_bytes != 8) && o->compute_us <= 0.0)
+        return sf_cli_usage_error("bench-comm", "--exchange-bytes and --allreduce-bytes "
+                                  "need --compute-us");
     if (o->min > o->max)
         return sf_cli_usage_error("bench-comm", "--min %lld is larger than --max %lld",
                                   o->min, o->max);
@@ -142,11 +148,17 @@ static int time_size(SfComm *c, float *buf, int64_t n, int repeat, double *t)
  * allreduce, then the optimizer and the next gather. --compute-us U1,U2
  * with --exchange-bytes E lays an iteration out the same way: U1 of work,
  * an alltoallv in which every rank receives E bytes spread evenly over the
- * others (and sends as much), U2 of work, the 8-byte allreduce. */
+ * others (and sends as much), U2 of work, the allreduce. That allreduce is
+ * 8 bytes, a meeting only, unless --allreduce-bytes gives the gradient's
+ * size: a large sum over TCP with more ranks than cores took longer in
+ * training than bench-comm's curve says (3 hosts on 2 cores: 8.7-9.4 ms
+ * against 5.7-7.4 for 2 MiB), and only a step laid out like this sees it. */
 
 typedef struct Sync {
     long long iters1, iters2; /* spin iterations before and after the exchange */
     char *send, *recv;        /* the exchange's buffers; NULL: no exchange */
+    float *sum;               /* the allreduce's buffer, nsum floats */
+    int64_t nsum;
     int *count, *displ;       /* bytes to and from each rank, and where */
 } Sync;
 
@@ -184,7 +196,6 @@ static double spin_rate(void)
 static double loop_s(SfComm *c, const Sync *s, int repeat, int what)
 {
     volatile float sink = 1.0f;
-    double one = 0.0;
     sf_comm_barrier(c);
     double t0 = sf_clock();
     for (int r = 0; r < repeat; r++) {
@@ -196,7 +207,7 @@ static double loop_s(SfComm *c, const Sync *s, int repeat, int what)
         if (what & DO_WORK)
             sink = spin(s->iters2, sink);
         if (what & DO_ALLREDUCE)
-            sf_comm_allreduce_sum_f64(c, &one, 1);
+            sf_comm_allreduce_sum_f32(c, s->sum, s->nsum);
     }
     double dt = (sf_clock() - t0) / repeat;
     sf_comm_allreduce_max_f64(c, &dt, 1);
@@ -217,11 +228,13 @@ static int time_sync(SfComm *c, const Options *o, int rank, int p)
 {
     double rate = spin_rate();
     Sync s = {(long long)(rate * o->compute_us * 1e-6),
-              (long long)(rate * o->compute_us2 * 1e-6), NULL, NULL, NULL, NULL};
+              (long long)(rate * o->compute_us2 * 1e-6), NULL, NULL,
+              NULL, o->allreduce_bytes / 4, NULL, NULL};
     if (s.iters1 + s.iters2 < 1)
         s.iters1 = 1;
-    int ok = 1;
-    if (o->exchange_bytes > 0 && p > 1) {
+    s.sum = calloc((size_t)s.nsum, sizeof(float));
+    int ok = s.sum != NULL;
+    if (ok && o->exchange_bytes > 0 && p > 1) {
         long long each = o->exchange_bytes / (p - 1);
         if (each < 1)
             each = 1;
@@ -241,7 +254,8 @@ static int time_sync(SfComm *c, const Options *o, int rank, int p)
     if (status) {
         if (rank == first)
             fprintf(stderr, "shardfit bench-comm: error: out of memory for a "
-                    "%lld-byte exchange\n", o->exchange_bytes);
+                    "%lld-byte exchange and a %lld-byte allreduce\n", o->exchange_bytes,
+                    o->allreduce_bytes);
     } else {
         double f[5], sy[5], a[5], x[5], d[5];
         for (int k = 0; k < 5; k++) {
@@ -256,13 +270,15 @@ static int time_sync(SfComm *c, const Options *o, int rank, int p)
         double work = o->compute_us + o->compute_us2;
         if (rank == 0)
             printf("shardfit bench-comm: %d rank%s computing %.0f us of CPU work "
-                   "between meetings (%s), %d iterations, medians of 5 runs\n"
-                   "sync: compute_us=%.1f free_us=%.1f synced_us=%.1f small_us=%.1f "
+                   "between meetings (%san allreduce of %lld bytes), %d iterations, "
+                   "medians of 5 runs\n"
+                   "sync: compute_us=%.1f free_us=%.1f synced_us=%.1f allreduce_us=%.1f "
                    "exchange_us=%.1f delay_us=%.1f\n", p, p == 1 ? "" : "s", work,
-                   s.send ? "an exchange, then an 8-byte allreduce" : "an 8-byte allreduce",
+                   s.send ? "an exchange, then " : "", (long long)s.nsum * 4,
                    o->repeat, work, median5(f) * 1e6, median5(sy) * 1e6,
                    median5(a) * 1e6, median5(x) * 1e6, median5(d) * 1e6);
     }
+    free(s.sum);
     free(s.send);
     free(s.recv);
     free(s.count);
@@ -310,7 +326,8 @@ int sf_cmd_bench_comm(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         printf("usage: shardfit bench-comm [--min BYTES] [--max BYTES] [--repeat R] "
-               "[--csv FILE] [--compute-us U[,U2]] [--exchange-bytes BYTES]\ntimes "
+               "[--csv FILE] [--compute-us U[,U2]] [--exchange-bytes BYTES] "
+               "[--allreduce-bytes BYTES]\ntimes "
                "MPI_Allreduce (float sum) from --min (4K) to --max (64M) bytes by "
                "powers of two, the median of R (20) repeats of the slowest rank's "
                "time, and fits t = alpha + beta * bytes; with --compute-us, instead "
@@ -319,7 +336,9 @@ int sf_cmd_bench_comm(int argc, char **argv)
                "iteration (delay_us); --exchange-bytes adds the shard loader's "
                "meeting: U us of work, an alltoallv in which each rank receives "
                "BYTES from the others, U2 us of work, the allreduce (exchange_us: "
-               "the alltoallv alone); run under mpirun -np P\n");
+               "the alltoallv alone); --allreduce-bytes sets that allreduce's "
+               "size (8; the gradient's, to see how it fares among the work); run "
+               "under mpirun -np P\n");
         return SF_EXIT_OK;
     }
     Options o;
