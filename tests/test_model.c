@@ -380,6 +380,25 @@ END_TEST
  * (forward_act): the same bits as the activation on its own (after
  * flatten, which does not fuse), in training with the whole share and with
  * micro-batches, and in prediction with the running statistics. */
+/* Two models of the same parameters, one with a fusion and one with its
+ * layers kept apart: created, the first initialised; its parameters go to
+ * the second with twin_copy. */
+static void twins(const char *fused, const char *apart, SfShape in, int n, SfModel **m,
+                  SfModel **m2)
+{
+    SfError err = {0};
+    *m = sf_model_create(fused, in, SF_LOSS_CROSS_ENTROPY, n, &err);
+    *m2 = sf_model_create(apart, in, SF_LOSS_CROSS_ENTROPY, n, &err);
+    ck_assert_msg(*m && *m2, "%s", err.msg);
+    sf_model_init_params(*m, SF_INIT_AUTO, 3);
+    ck_assert_int_eq(sf_model_nstate(*m), sf_model_nstate(*m2));
+}
+
+static void twin_copy(SfModel *m, SfModel *m2)
+{
+    memcpy(sf_model_params(m2), sf_model_params(m), (size_t)sf_model_nstate(m) * sizeof(float));
+}
+
 START_TEST(test_batchnorm_fused_activations)
 {
     const char *acts[] = {"relu", "tanh", "sigmoid"};
@@ -404,14 +423,9 @@ START_TEST(test_batchnorm_fused_activations)
                      acts[a]);
             snprintf(apart, sizeof apart, "conv:3:3:1:1 batchnorm flatten %s dense:4",
                      acts[a]);
-            SfError err = {0};
-            SfModel *m = sf_model_create(fused, in, SF_LOSS_CROSS_ENTROPY, N, &err);
-            SfModel *m2 = sf_model_create(apart, in, SF_LOSS_CROSS_ENTROPY, N, &err);
-            ck_assert_msg(m && m2, "%s", err.msg);
-            sf_model_init_params(m, SF_INIT_AUTO, 3);
-            ck_assert_int_eq(sf_model_nstate(m), sf_model_nstate(m2));
-            memcpy(sf_model_params(m2), sf_model_params(m),
-                   (size_t)sf_model_nstate(m) * sizeof(float));
+            SfModel *m, *m2;
+            twins(fused, apart, in, N, &m, &m2);
+            twin_copy(m, m2);
             SfLossSums l1 = sf_model_train_share(m, x, N, micro, micro < N, t, &pass, NULL);
             SfLossSums l2 = sf_model_train_share(m2, x, N, micro, micro < N, t, &pass, NULL);
             ck_assert_msg(l1.loss == l2.loss, "%s micro %d: loss %g fused, %g apart",
@@ -463,12 +477,8 @@ START_TEST(test_batchnorm_fused_pooling)
                      "dense:4", cases[k].pool);
             snprintf(apart, sizeof apart, "conv:3:3:1:1 avgpool:1 batchnorm relu avgpool:1 %s "
                      "flatten dense:4", cases[k].pool);
-            SfError err = {0};
-            SfModel *m = sf_model_create(fused, in, SF_LOSS_CROSS_ENTROPY, N, &err);
-            SfModel *m2 = sf_model_create(apart, in, SF_LOSS_CROSS_ENTROPY, N, &err);
-            ck_assert_msg(m && m2, "%s", err.msg);
-            sf_model_init_params(m, SF_INIT_AUTO, 3);
-            ck_assert_int_eq(sf_model_nstate(m), sf_model_nstate(m2));
+            SfModel *m, *m2;
+            twins(fused, apart, in, N, &m, &m2);
             float *x = malloc((size_t)(N * d) * sizeof *x);
             int32_t y[N];
             int64_t ids[N];
@@ -482,8 +492,7 @@ START_TEST(test_batchnorm_fused_pooling)
             SfTargets t = {y, NULL};
             SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL};
             for (int step = 0; step < 2; step++) { /* the second with new weights */
-                memcpy(sf_model_params(m2), sf_model_params(m),
-                       (size_t)sf_model_nstate(m) * sizeof(float));
+                twin_copy(m, m2);
                 SfLossSums l1 = sf_model_train_share(m, x, N, micro, micro < N, t,
                                                      &pass, NULL);
                 SfLossSums l2 = sf_model_train_share(m2, x, N, micro, micro < N, t,
