@@ -213,7 +213,12 @@ assert {int(r["nodes"]) for r in proj} == {8, 16, 32, 64, 128, 256, 512, 1024}
 assert {r["link"] for r in proj} >= {"10 Gb/s", "25 Gb/s", "100 Gb/s"}
 assert all(0 < float(r["efficiency"]) <= 1.0001 for r in proj)
 fit = list(csv.DictReader(open(os.path.join(d, "model_fit.csv"))))
-assert len(fit) == 2 and all(float(r["sync_ms"]) >= 0 for r in fit), fit
+# "meeting among the work" may be negative (a rate limiter's burst); the
+# prediction is the sum of the terms.
+assert len(fit) == 2, fit
+for r in fit:
+    terms = sum(float(r[k]) for k in ("compute_ms", "allreduce_ms", "exchange_ms", "sync_ms"))
+    assert abs(terms - float(r["predicted_ms"])) <= 1e-3 * max(1e-3, abs(terms)), r
 report = open(os.path.join(d, "report.md")).read()
 assert "Where the time went" in report and "ms per step" in report and "failed" in report
 assert "--exchange-bytes" in report and all(float(r["exchange_ms"]) >= 0 for r in fit), report
