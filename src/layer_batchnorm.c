@@ -112,10 +112,11 @@ static void plane_dsums(const float *restrict x, const float *restrict dy, float
     FINISH_SUMS(r, s, q, ts, tq);
 }
 
-/* dx = k dy - a x - b over [0, m). */
+/* dx = k dy - a x - b over [0, m). dx may be dy (in place: each element
+ * read, then written), so neither is restrict. */
 SF_SIMD_CLONES
-static void affine2(const float *restrict dy, const float *restrict x, float *restrict dx,
-                    int64_t m, float k, float a, float b)
+static void affine2(const float *dy, const float *restrict x, float *dx, int64_t m,
+                    float k, float a, float b)
 {
     for (int64_t p = 0; p < m; p++)
         dx[p] = k * dy[p] - a * x[p] - b;
@@ -123,30 +124,11 @@ static void affine2(const float *restrict dy, const float *restrict x, float *re
 
 /* affine2 of the relu's gradient, the mask as in plane_dsums. */
 SF_SIMD_CLONES
-static void affine2_relu(const float *restrict dy, const float *restrict x,
-                         float *restrict dx, int64_t m, float k, float a, float b,
-                         float fa, float fb)
+static void affine2_relu(const float *dy, const float *restrict x, float *dx,
+                         int64_t m, float k, float a, float b, float fa, float fb)
 {
     for (int64_t p = 0; p < m; p++)
         dx[p] = k * (x[p] * fa + fb > 0.0f ? dy[p] : 0.0f) - a * x[p] - b;
-}
-
-/* affine2 and affine2_relu with dx holding dy (each element read, then
- * written: the same expression, the same bits). */
-SF_SIMD_CLONES
-static void affine2_inplace(float *dx, const float *restrict x, int64_t m, float k,
-                            float a, float b)
-{
-    for (int64_t p = 0; p < m; p++)
-        dx[p] = k * dx[p] - a * x[p] - b;
-}
-
-SF_SIMD_CLONES
-static void affine2_relu_inplace(float *dx, const float *restrict x, int64_t m,
-                                 float k, float a, float b, float fa, float fb)
-{
-    for (int64_t p = 0; p < m; p++)
-        dx[p] = k * (x[p] * fa + fb > 0.0f ? dx[p] : 0.0f) - a * x[p] - b;
 }
 
 /* Adds count, sum x and sum x^2 of in (n, C, HW) to s: float within one
@@ -372,15 +354,8 @@ static void bn_backward_act(const SfLayer *l, SfAct act, const SfLayer *next,
             const int64_t at = (b * C + c) * HW;
             const float kf = (float)coef[c], a = (float)coef[C + c];
             const float b0 = (float)coef[2 * C + c];
-            if (keep) { /* din holds dy */
-                if (relu)
-                    affine2_relu_inplace(din + at, in + at, HW, kf, a, b0,
-                                         (float)coef[3 * C + c], (float)coef[4 * C + c]);
-                else
-                    affine2_inplace(din + at, in + at, HW, kf, a, b0);
-                continue;
-            }
-            const float *dy = grad_plane(l, next, dout, NULL, b * C + c);
+            /* With keep, din already holds dy: the pass is in place. */
+            const float *dy = keep ? din + at : grad_plane(l, next, dout, NULL, b * C + c);
             if (relu)
                 affine2_relu(dy, in + at, din + at, HW, kf, a, b0,
                              (float)coef[3 * C + c], (float)coef[4 * C + c]);
