@@ -4,8 +4,9 @@
 #   make run      install what is missing, build, get Fashion-MNIST, train on 2 ranks,
 #                 draw the run's curves.png (CONFIG=configs/fashion-cnn.ini for
 #                 the CNN; default configs/fashion-mlp.ini)
-#   make bench    step speed against PyTorch and the limit into build/bench.md,
-#                 the CNN's into build/bench-cnn.md, loader throughput into
+#   make bench    step speed of the MLPs and the CNN against PyTorch and the
+#                 limit into build/bench.md, the CNN against PyTorch over more
+#                 rounds into build/bench-cnn.md, loader throughput into
 #                 build/bench.txt
 #   make clean
 #   make SANITIZE=1 ...   AddressSanitizer + UBSan build (in build-asan/)
@@ -82,7 +83,7 @@ TEST_DEPS := iproute2 iputils-ping python3-h5py python3-numpy slurm-wlm munge da
 
 test: deps
 	@scripts/install-deps.sh $(TEST_DEPS)
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/bench_limit
 	@BUILD=$(BUILD) tests/run-all.sh
 
 run: deps

@@ -2,13 +2,19 @@
  *
  *   mpirun -np P build/bench_limit LAYERS INPUT BATCH [REPS]
  *
- * Builds the model LAYERS (the [model] layers string) for INPUT features per
- * sample, then times, on every rank at once (as training runs them):
- *   gemm:      the sgemm calls of one training step of its dense layers on
- *              this rank's share of BATCH (ceil(BATCH / P) rows), with the
- *              shapes and layouts layer_dense.c uses: forward NT, weight
- *              gradient TN (accumulating), input gradient NN (not for the
- *              first layer);
+ * Builds the model LAYERS (the [model] layers string) for samples of shape
+ * INPUT (F features, or CxHxW for images), then times, on every rank at
+ * once (as training runs them):
+ *   gemm:      the sgemm calls of one training step of its dense and conv
+ *              layers on this rank's share of BATCH (ceil(BATCH / P) rows),
+ *              with the shapes and layouts the layers use. Dense
+ *              (layer_dense.c): forward NT, weight gradient TN
+ *              (accumulating), input gradient NN. Conv (layer_conv.c), per
+ *              sample on its (C k k, OH OW) column matrix: forward NN,
+ *              weight gradient NT (accumulating), column gradient TN. The
+ *              first layer computes no input gradient. Not timed: im2col,
+ *              col2im, bias, batchnorm, pooling, activations: those are
+ *              the rest of the step, which the limit leaves out;
  *   optim:     one SGD-momentum update of all parameters (sf_optim_step);
  *   allreduce: MPI_Allreduce in place of the gradient block (parameters plus
  *              the step's tail), as the trainer sends it (P > 1 only).
@@ -65,8 +71,11 @@ static double mean(const double *t, int n)
     return s / n;
 }
 
+/* One parametric layer's sgemm shapes. Dense: ni inputs, no outputs per
+ * row. Conv: no = out channels, ni = C k k, np = OH OW positions, and
+ * in/din hold one sample's column matrix (ni, np). */
 typedef struct {
-    int ni, no, first;
+    int ni, no, np, conv, first;
     float *w, *dw, *in, *out, *din;
 } Gemm;
 
@@ -84,19 +93,57 @@ static float *filled(size_t n)
     return p;
 }
 
+static void forward_gemms(const Gemm *g, int n)
+{
+    if (!g->conv) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, g->no, g->ni,
+                    1.0f, g->in, g->ni, g->w, g->ni, 1.0f, g->out, g->no);
+        return;
+    }
+    for (int b = 0; b < n; b++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->no, g->np, g->ni,
+                    1.0f, g->w, g->ni, g->in, g->np, 1.0f,
+                    g->out + (size_t)b * g->no * g->np, g->np);
+}
+
+static void backward_gemms(const Gemm *g, int n)
+{
+    if (!g->conv) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->no, g->ni, n,
+                    1.0f, g->out, g->no, g->in, g->ni, 1.0f, g->dw, g->ni);
+        if (!g->first)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, g->ni,
+                        g->no, 1.0f, g->out, g->no, g->w, g->ni, 0.0f,
+                        g->din, g->ni);
+        return;
+    }
+    for (int b = 0; b < n; b++) {
+        const float *dy = g->out + (size_t)b * g->no * g->np;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->no, g->ni, g->np,
+                    1.0f, dy, g->np, g->in, g->np, 1.0f, g->dw, g->ni);
+        if (!g->first)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->ni, g->np, g->no,
+                        1.0f, g->w, g->ni, dy, g->np, 0.0f, g->din, g->np);
+    }
+}
+
 static void step_gemms(const Gemm *g, int ng, int n)
 {
     for (int i = 0; i < ng; i++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, g[i].no, g[i].ni,
-                    1.0f, g[i].in, g[i].ni, g[i].w, g[i].ni, 1.0f, g[i].out, g[i].no);
-    for (int i = ng - 1; i >= 0; i--) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g[i].no, g[i].ni, n,
-                    1.0f, g[i].out, g[i].no, g[i].in, g[i].ni, 1.0f, g[i].dw, g[i].ni);
-        if (!g[i].first)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, g[i].ni,
-                        g[i].no, 1.0f, g[i].out, g[i].no, g[i].w, g[i].ni, 0.0f,
-                        g[i].din, g[i].ni);
-    }
+        forward_gemms(&g[i], n);
+    for (int i = ng - 1; i >= 0; i--)
+        backward_gemms(&g[i], n);
+}
+
+/* INPUT: "F" (F features) or "CxHxW"; 0 when malformed. */
+static int parse_shape(const char *s, SfShape *shape)
+{
+    long c = 0, h = 1, w = 1;
+    int got = sscanf(s, "%ldx%ldx%ld", &c, &h, &w);
+    if ((got != 1 && got != 3) || c < 1 || h < 1 || w < 1)
+        return 0;
+    *shape = (SfShape){c, h, w};
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -111,13 +158,19 @@ int main(int argc, char **argv)
         MPI_Finalize();
         return 2;
     }
-    const int input = atoi(argv[2]), batch = atoi(argv[3]);
+    SfShape input;
+    const int batch = atoi(argv[3]);
     const int reps = argc > 4 ? atoi(argv[4]) : 200;
     const int n = (batch + size - 1) / size;
     openblas_set_num_threads(1);
     SfError err = {0};
-    SfModel *m = sf_model_create(argv[1], (SfShape){input, 1, 1},
-                                 SF_LOSS_CROSS_ENTROPY, n, &err);
+    if (!parse_shape(argv[2], &input)) {
+        if (rank == 0)
+            fprintf(stderr, "bench_limit: INPUT '%s' is neither F nor CxHxW\n", argv[2]);
+        MPI_Finalize();
+        return 2;
+    }
+    SfModel *m = sf_model_create(argv[1], input, SF_LOSS_CROSS_ENTROPY, n, &err);
     if (!m) {
         if (rank == 0)
             fprintf(stderr, "bench_limit: %s\n", err.msg);
@@ -128,19 +181,30 @@ int main(int argc, char **argv)
     int ng = 0, skipped = 0;
     for (int i = 0; i < sf_model_nlayers(m); i++) {
         const SfLayer *l = sf_model_layer(m, i);
-        if (l->ops != &sf_layer_dense) {
+        const int conv = l->ops == &sf_layer_conv;
+        if (l->ops != &sf_layer_dense && !conv) {
             skipped += l->nweight > 0;
             continue;
         }
+        if (ng == (int)(sizeof g / sizeof g[0])) {
+            if (rank == 0)
+                fprintf(stderr, "bench_limit: more than %d dense and conv layers\n", ng);
+            MPI_Abort(MPI_COMM_WORLD, 2);
+        }
         Gemm *x = &g[ng];
-        x->ni = (int)sf_shape_size(l->in);
+        x->conv = conv;
+        x->first = i == 0; /* layer 0 gets no input gradient (model.c) */
         x->no = (int)l->units;
-        x->first = ng == 0;
+        x->ni = conv ? (int)(l->in.c * l->k * l->k) : (int)sf_shape_size(l->in);
+        x->np = conv ? (int)(l->out.h * l->out.w) : 1;
+        /* Dense: n rows of in, out, din. Conv: one sample's columns (in,
+         * din) and n samples of out, as layer_conv.c's workspace. */
+        const size_t rows = conv ? 1 : (size_t)n;
         x->w = filled((size_t)x->no * (size_t)x->ni);
         x->dw = filled((size_t)x->no * (size_t)x->ni);
-        x->in = filled((size_t)n * (size_t)x->ni);
-        x->out = filled((size_t)n * (size_t)x->no);
-        x->din = filled((size_t)n * (size_t)x->ni);
+        x->in = filled(rows * (size_t)x->ni * (size_t)x->np);
+        x->out = filled((size_t)n * (size_t)x->no * (size_t)x->np);
+        x->din = filled(rows * (size_t)x->ni * (size_t)x->np);
         ng++;
     }
     const int64_t np = sf_model_nparams(m);

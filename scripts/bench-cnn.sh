@@ -104,9 +104,8 @@ ratio_median() {
     echo
     echo "Median over rounds of the ratio within a round: shardfit 1 rank / PyTorch 1 process" \
          "$(ratio_median shardfit_1 torch_1), shardfit 2 ranks / PyTorch DDP 2" \
-         "$(ratio_median shardfit_2 torch_ddp_2); sgemm bound for this CNN on 2 cores" \
-         "(25 MFLOP per sample, ~150 GFLOP/s per core): ~12000 samples/s, shardfit 2 ranks at" \
-         "$(echo "$s2" | awk '{printf "%.0f", 100 * $1 / 12000}')% of it."
+         "$(ratio_median shardfit_2 torch_ddp_2). The CNN's limit (its sgemm calls alone," \
+         "measured) and step breakdown are its row in bench.md (scripts/bench_step.py)."
     echo
     echo "Every round (samples/s):"
     echo

@@ -2,23 +2,30 @@
 """`make bench`, part 1: one training step of shardfit against PyTorch and
 against the step's floor, written to $BUILD/bench.md.
 
-For each model row (MLP 784-512-256-10 and 784-1024-1024-10 at global batch
-128 on Fashion-MNIST; more with --model) and each round, back to back:
+For each model row (MLP 784-512-256-10, MLP 784-1024-1024-10 and the CNN of
+configs/fashion-cnn.ini, at global batch 128 on Fashion-MNIST, all with
+configs/fashion-mlp.ini's optimizer, SGD momentum 0.9; more with --model)
+and each round, back to back:
   - shardfit on 1 rank and on 2 ranks (one run per comm.bucket_mb value in
-    BENCH_BUCKETS on 2 ranks), BENCH_STEPS steps of the first epoch, no
-    validation, no checkpoints: samples/s and phase seconds of those steps;
+    BENCH_BUCKETS on 2 ranks), no validation, no checkpoints: samples/s and
+    phase seconds of the steps after WARMUP, taken as the difference of a
+    run of WARMUP + steps steps and one of WARMUP (the first steps touch
+    fresh memory);
   - PyTorch 1 process 1 thread, and DDP (gloo) on 2 processes
     (scripts/bench_torch.py, same model, data and batch);
-  - the limit (build/bench_limit): the step's sgemm calls alone on 1 rank x
-    128 rows and on 2 ranks x 64, SGD-momentum's pass over the parameters,
-    and MPI_Allreduce of the gradient's bytes on 2 ranks.
+  - the limit (build/bench_limit): the step's sgemm calls alone (dense and
+    conv layers) on 1 rank x 128 rows and on 2 ranks x 64, SGD-momentum's
+    pass over the parameters, and MPI_Allreduce of the gradient's bytes on
+    2 ranks.
 Every side runs with the same OPENBLAS_CORETYPE (BENCH_CORETYPE) and one
 BLAS thread per process. Ratios are taken within a round, then the median
 over rounds is reported (the machine is shared: absolute figures drift).
 
 Environment: BUILD (build), BENCH_CORETYPE (the OPENBLAS_CORETYPE for every
 side, default SkylakeX), BENCH_ROUNDS (3),
-BENCH_STEPS (steps per run, default 400; PyTorch's after 20 warm-up steps),
+BENCH_STEPS (timed steps per run of the MLPs, default 400; PyTorch's after
+20 warm-up steps), BENCH_CNN_STEPS (the CNN's, default 40: a PyTorch step of
+it takes about 0.3 s),
 BENCH_BUCKETS (space-separated comm.bucket_mb values for 2 ranks; default
 "0 0.25 1"; "default" leaves the key unset), MPIRUN (a launcher taking mpirun options, e.g.
 "scripts/netns-cluster.sh mpirun"; default scripts/mpirun-local.sh),
@@ -41,8 +48,30 @@ BUILD = os.environ.get("BUILD", "build")
 DATA = "data/fashion-mnist.h5"
 CONFIG = "configs/fashion-mlp.ini"
 STEPS = int(os.environ.get("BENCH_STEPS", "400"))
-MODELS = [("MLP 784-512-256-10", "dense:512 relu dense:256 relu dense:10"),
-          ("MLP 784-1024-1024-10", "dense:1024 relu dense:1024 relu dense:10")]
+CNN_STEPS = int(os.environ.get("BENCH_CNN_STEPS", "40"))
+WARMUP = 5  # shardfit steps not timed
+
+
+def config_layers(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return next(line.split("=", 1)[1].split(";")[0].strip()
+                    for line in f if line.startswith("layers"))
+
+
+class Model:
+    """A row: its layers, the sample shape bench_limit builds it for, and
+    how many steps each side times."""
+
+    def __init__(self, name, layers, steps):
+        self.name, self.layers, self.steps = name, layers, steps
+        self.input = "1x28x28" if "conv:" in layers else "784"
+        # The limit's repetitions: about 0.5 s of sgemm on one rank.
+        self.reps = 300 if "conv:" not in layers else 30
+
+
+MODELS = [Model("MLP 784-512-256-10", "dense:512 relu dense:256 relu dense:10", STEPS),
+          Model("MLP 784-1024-1024-10", "dense:1024 relu dense:1024 relu dense:10", STEPS),
+          Model("CNN (fashion-cnn.ini)", config_layers("configs/fashion-cnn.ini"), CNN_STEPS)]
 
 
 def launch(np_, cmd):
@@ -65,8 +94,9 @@ def kv(line):
     return {k: float(v) for k, v in (w.split("=") for w in line.split())}
 
 
-def limit(layers, np_):
-    out = run(launch(np_, [f"{BUILD}/bench_limit", layers, "784", "128", "300"]))
+def limit(model, np_):
+    out = run(launch(np_, [f"{BUILD}/bench_limit", model.layers, model.input, "128",
+                           str(model.reps)]))
     return kv(out.strip().splitlines()[-1])
 
 
@@ -78,11 +108,13 @@ def cpu_of(cmd):
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def shardfit_cpu(layers):
+def shardfit_cpu(model):
     """CPU ms per step of one rank (a singleton, no mpirun): the CPU time of
-    STEPS steps minus that of 20, so start-up and loading cancel."""
+    WARMUP + steps steps minus that of WARMUP, so start-up and loading
+    cancel."""
     t = []
-    for steps in (STEPS, 20):
+    layers = model.layers
+    for steps in (WARMUP + model.steps, WARMUP):
         with tempfile.TemporaryDirectory() as d:
             t.append(cpu_of([f"{BUILD}/shardfit", "train", CONFIG, "--set",
                              f"model.layers={layers}", "--set", "log.progress=none",
@@ -91,16 +123,20 @@ def shardfit_cpu(layers):
                              f"checkpoint.dir={d}/ckpt", "--set", "data.val_features=",
                              "--set", "data.val_labels=", "--set", "train.epochs=1",
                              "--set", f"train.max_steps={steps}"]))
-    return 1e3 * (t[0] - t[1]) / (STEPS - 20)
+    return 1e3 * (t[0] - t[1]) / model.steps
 
 
-def shardfit(layers, np_, bucket_mb=None):
+PHASES = ("step", "forward", "backward", "optimizer", "allreduce", "data")
+
+
+def shardfit_run(layers, np_, steps, bucket_mb):
+    """The first epoch's metrics of a run of steps steps."""
     with tempfile.TemporaryDirectory() as d:
         sets = {"model.layers": layers, "log.progress": "none", "log.dir": d,
                 "checkpoint.every_epochs": "0", "checkpoint.resume": "never",
                 "checkpoint.dir": d + "/ckpt", "data.val_features": "",
                 "data.val_labels": "", "train.epochs": "1", "data.path": DATA,
-                "train.max_steps": str(STEPS)}
+                "train.max_steps": str(steps)}
         if bucket_mb not in (None, "default"):
             sets["comm.bucket_mb"] = str(bucket_mb)
         cmd = [f"{BUILD}/shardfit", "train", CONFIG]
@@ -108,17 +144,24 @@ def shardfit(layers, np_, bucket_mb=None):
             cmd += ["--set", f"{k}={v}"]
         run(launch(np_, cmd))
         with open(os.path.join(d, "metrics.jsonl")) as f:
-            m = [json.loads(line) for line in f][-1]
-    steps = m["steps_in_epoch"]
-    per = lambda k: 1e3 * m.get(k, 0.0) / steps
-    return {"sps": m["samples_per_sec"], "step_ms": 1e3 * m["samples"] / m["samples_per_sec"] / steps,
-            "compute_ms": per("compute_seconds"), "allreduce_ms": per("allreduce_seconds"),
-            "data_ms": per("data_seconds")}
+            return [json.loads(line) for line in f][-1]
 
 
-def torch(layers, procs):
-    out = run(["/usr/bin/python3", "scripts/bench_torch.py", "--layers", layers,
-               "--data", DATA, "--steps", str(STEPS), "--procs", str(procs)])
+def shardfit(model, np_, bucket_mb=None):
+    """Rank 0's ms per step in each phase over the steps after WARMUP, and
+    samples/s from the step time (128 samples a step)."""
+    long = shardfit_run(model.layers, np_, WARMUP + model.steps, bucket_mb)
+    short = shardfit_run(model.layers, np_, WARMUP, bucket_mb)
+    per = {k: 1e3 * (long[k + "_seconds"] - short[k + "_seconds"]) / model.steps
+           for k in PHASES}
+    r = {k + "_ms": v for k, v in per.items()}
+    r["sps"] = 128e3 / per["step"]
+    return r
+
+
+def torch(model, procs):
+    out = run(["/usr/bin/python3", "scripts/bench_torch.py", "--layers", model.layers,
+               "--data", DATA, "--steps", str(model.steps), "--procs", str(procs)])
     return kv(out.strip().splitlines()[-1])
 
 
@@ -137,28 +180,29 @@ def main():
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     buckets = os.environ.get("BENCH_BUCKETS", "0 0.25 1").split()
-    models = MODELS + [tuple(m.split("=", 1)) for m in args.model]
+    models = MODELS + [Model(*m.split("=", 1), CNN_STEPS if "conv:" in m else STEPS)
+                       for m in args.model]
     if not os.path.exists(os.path.join(ROOT, DATA)):
         with tempfile.TemporaryDirectory() as d:
             run(["env", f"BUILD={BUILD}", "NP=1", "scripts/run-fashion.sh",
                  "--set", "train.max_steps=1", "--set", "log.progress=none",
                  "--set", f"log.dir={d}", "--set", f"checkpoint.dir={d}/ckpt"])
     rows = []
-    for name, layers in models:
+    for model in models:
         res = []
         for r in range(rounds):
-            x = {"lim1": limit(layers, 1), "lim2": limit(layers, 2),
-                 "ours1": shardfit(layers, 1)}
-            x["ours1"]["cpu_step_ms"] = shardfit_cpu(layers)
+            x = {"lim1": limit(model, 1), "lim2": limit(model, 2),
+                 "ours1": shardfit(model, 1)}
+            x["ours1"]["cpu_step_ms"] = shardfit_cpu(model)
             for b in buckets:
-                x["ours2_" + b] = shardfit(layers, 2, b)
-            x["torch1"] = torch(layers, 1)
-            x["ddp"] = torch(layers, 2)
+                x["ours2_" + b] = shardfit(model, 2, b)
+            x["torch1"] = torch(model, 1)
+            x["ddp"] = torch(model, 2)
             res.append(x)
-            print(f"bench_step: {name} round {r + 1}: " + ", ".join(
+            print(f"bench_step: {model.name} round {r + 1}: " + ", ".join(
                 f"{k} {v.get('sps', v.get('samples_per_sec', 0)):.0f}"
                 for k, v in x.items() if "lim" not in k), file=sys.stderr)
-        rows.append((name, layers, res))
+        rows.append((model.name, model.layers, res))
     write(args.out, rows, buckets, rounds)
     print(open(args.out).read())
 
@@ -195,7 +239,7 @@ def write(path, rows, buckets, rounds):
                  f"{med([a / b for a, b in zip(o1, lim1)]):.2f} | "
                  f"{med([a / b for a, b in zip(o2, lim2)]):.2f} |")
     L += ["", "## One rank by CPU time per step (robust when other jobs load the machine)", "",
-          "shardfit: CPU time of a singleton run of BENCH_STEPS steps minus one of 20; "
+          "shardfit: CPU time of a singleton run of WARMUP + the row's steps minus one of WARMUP; "
           "PyTorch: its process CPU time over the timed steps; GEMM: the limit "
           "program's median thread CPU time (gemm_cpu_ms).", "",
           "| model | ours ms | PyTorch ms | GEMM ms | ours/PyTorch (speed) | "
@@ -216,32 +260,35 @@ def write(path, rows, buckets, rounds):
         L.append(f"| {name} | " + " | ".join(
             f"{med([x['ours2_' + b]['sps'] for x in res]):.0f}" for b in buckets) + " |")
     L += ["", "## Step breakdown (ms per step, medians)", "",
-          "GEMM and optimizer and the unhidden allreduce (mean wall time) are the limit program's "
-          "figures for the same shapes; data, allreduce exposed (waiting after "
-          "backward) and the step are shardfit's own (metrics.jsonl); elementwise "
-          "is the rest of shardfit's compute time (activations, loss, bias, "
-          "zeroing, and GEMM slower in situ than alone); allreduce hidden = "
-          "allreduce alone - exposed.", "",
-          "| model | ranks | step | GEMM | elementwise + rest | optimizer | allreduce exposed | "
+          "GEMM and the unhidden allreduce (mean wall time after a barrier) are the "
+          "limit program's figures for the same shapes; the rest is shardfit's own "
+          "(rank 0's phase timers, metrics.jsonl): elementwise is forward + "
+          "backward - GEMM (activations, loss, bias, im2col and col2im, batchnorm "
+          "and pooling, batchnorm's statistics sum across ranks, gradient zeroing, "
+          "and GEMM slower in situ than alone); optimizer is its pass as it runs "
+          "in the step; allreduce exposed is the wait after backward (ranks "
+          "arriving apart included), hidden = allreduce alone - exposed; the "
+          "step's remainder after these columns is bookkeeping.", "",
+          "| model | ranks | step | GEMM | elementwise | optimizer | allreduce exposed | "
           "allreduce hidden | data | non-GEMM share |",
           "|---" * 10 + "|"]
     for name, layers, res in rows:
         for ranks in (1, 2):
             key = "ours1" if ranks == 1 else None
-            step, gemm, opt, exp, hid, data, rest = [], [], [], [], [], [], []
+            step, gemm, opt, exp, hid, data, elem = [], [], [], [], [], [], []
             for x in res:
                 o = x[key] if key else x["ours2_" + best(x)]
                 lim = x["lim1" if ranks == 1 else "lim2"]
                 step.append(o["step_ms"])
                 gemm.append(lim["gemm_ms"])
-                opt.append(lim["optim_ms"])
+                opt.append(o["optimizer_ms"])
                 exp.append(o["allreduce_ms"])
                 hid.append(max(0.0, lim["allreduce_ms"] - o["allreduce_ms"]))
                 data.append(o["data_ms"])
-                rest.append(o["compute_ms"] - lim["gemm_ms"] - lim["optim_ms"])
+                elem.append(o["forward_ms"] + o["backward_ms"] - lim["gemm_ms"])
             share = [1 - g / s for g, s in zip(gemm, step)]
             L.append(f"| {name} | {ranks} | {med(step):.3f} | {med(gemm):.3f} | "
-                     f"{med(rest):.3f} | {med(opt):.3f} | {med(exp):.3f} | "
+                     f"{med(elem):.3f} | {med(opt):.3f} | {med(exp):.3f} | "
                      f"{med(hid):.3f} | {med(data):.3f} | {100 * med(share):.0f}% |")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
