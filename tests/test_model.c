@@ -376,10 +376,6 @@ START_TEST(test_batchnorm_micro_batches_equal_whole)
 }
 END_TEST
 
-/* A batchnorm applies the activation after it in its normalise pass
- * (forward_act): the same bits as the activation on its own (after
- * flatten, which does not fuse), in training with the whole share and with
- * micro-batches, and in prediction with the running statistics. */
 /* Two models of the same parameters, one with a fusion and one with its
  * layers kept apart: created, the first initialised; its parameters go to
  * the second with twin_copy. */
@@ -399,6 +395,10 @@ static void twin_copy(SfModel *m, SfModel *m2)
     memcpy(sf_model_params(m2), sf_model_params(m), (size_t)sf_model_nstate(m) * sizeof(float));
 }
 
+/* A batchnorm applies the activation after it in its normalise pass
+ * (forward_act): the same bits as the activation on its own (after
+ * flatten, which does not fuse), in training with the whole share and with
+ * micro-batches, and in prediction with the running statistics. */
 START_TEST(test_batchnorm_fused_activations)
 {
     const char *acts[] = {"relu", "tanh", "sigmoid"};
