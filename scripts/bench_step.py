@@ -129,8 +129,10 @@ def shardfit_cpu(model):
 PHASES = ("step", "forward", "backward", "optimizer", "allreduce", "data")
 
 
-def shardfit_run(layers, np_, steps, bucket_mb):
-    """The first epoch's metrics of a run of steps steps."""
+def shardfit_run(layers, np_, steps, bucket_mb, trace=False):
+    """The first epoch's metrics of a run of steps steps; with trace, also
+    the trace's per-rank summary (its otherData "ranks") of the steps after
+    WARMUP."""
     with tempfile.TemporaryDirectory() as d:
         sets = {"model.layers": layers, "log.progress": "none", "log.dir": d,
                 "checkpoint.every_epochs": "0", "checkpoint.resume": "never",
@@ -139,23 +141,39 @@ def shardfit_run(layers, np_, steps, bucket_mb):
                 "train.max_steps": str(steps)}
         if bucket_mb not in (None, "default"):
             sets["comm.bucket_mb"] = str(bucket_mb)
+        if trace:
+            sets["log.trace"] = "trace.json"
+            sets["log.trace_steps"] = f"{WARMUP + 1}:{steps}"
         cmd = [f"{BUILD}/shardfit", "train", CONFIG]
         for k, v in sets.items():
             cmd += ["--set", f"{k}={v}"]
         run(launch(np_, cmd))
         with open(os.path.join(d, "metrics.jsonl")) as f:
-            return [json.loads(line) for line in f][-1]
+            metrics = [json.loads(line) for line in f][-1]
+        if not trace:
+            return metrics, None
+        with open(os.path.join(d, "trace.json")) as f:
+            return metrics, json.load(f)["otherData"]["ranks"]
 
 
 def shardfit(model, np_, bucket_mb=None):
     """Rank 0's ms per step in each phase over the steps after WARMUP, and
-    samples/s from the step time (128 samples a step)."""
-    long = shardfit_run(model.layers, np_, WARMUP + model.steps, bucket_mb)
-    short = shardfit_run(model.layers, np_, WARMUP, bucket_mb)
+    samples/s from the step time (128 samples a step). On more ranks, from
+    the long run's trace: rank 0's wait per step in collectives for the
+    last rank to arrive (wait_ms), and the slowest rank's compute per step
+    over the fastest one's (spread)."""
+    long, ranks = shardfit_run(model.layers, np_, WARMUP + model.steps, bucket_mb,
+                               trace=np_ > 1)
+    short, _ = shardfit_run(model.layers, np_, WARMUP, bucket_mb)
     per = {k: 1e3 * (long[k + "_seconds"] - short[k + "_seconds"]) / model.steps
            for k in PHASES}
     r = {k + "_ms": v for k, v in per.items()}
     r["sps"] = 128e3 / per["step"]
+    r["wait_ms"], r["spread"] = 0.0, 1.0
+    if ranks:
+        compute = [x["compute_ms_per_step"] for x in ranks]
+        r["wait_ms"] = ranks[0]["wait_ms_per_step"]
+        r["spread"] = max(compute) / min(compute) if min(compute) > 0 else 1.0
     return r
 
 
@@ -268,14 +286,21 @@ def write(path, rows, buckets, rounds):
           "and GEMM slower in situ than alone); optimizer is its pass as it runs "
           "in the step; allreduce exposed is the wait after backward (ranks "
           "arriving apart included), hidden = allreduce alone - exposed; the "
-          "step's remainder after these columns is bookkeeping.", "",
+          "step's remainder after these columns is bookkeeping. From the "
+          "2-rank run's trace (log.trace over the timed steps): waiting is rank "
+          "0's time in collectives (the allreduce, batchnorm's sums, the "
+          "loader's exchange) until the last rank arrived, part of the "
+          "columns before it; spread is the slowest rank's compute per step "
+          "(data, forward, backward, optimizer) over the fastest one's, "
+          "which on identical work says how unequal the cores are.", "",
           "| model | ranks | step | GEMM | elementwise | optimizer | allreduce exposed | "
-          "allreduce hidden | data | non-GEMM share |",
-          "|---" * 10 + "|"]
+          "allreduce hidden | data | non-GEMM share | waiting | spread |",
+          "|---" * 12 + "|"]
     for name, layers, res in rows:
         for ranks in (1, 2):
             key = "ours1" if ranks == 1 else None
             step, gemm, opt, exp, hid, data, elem = [], [], [], [], [], [], []
+            wait, spread = [], []
             for x in res:
                 o = x[key] if key else x["ours2_" + best(x)]
                 lim = x["lim1" if ranks == 1 else "lim2"]
@@ -286,10 +311,13 @@ def write(path, rows, buckets, rounds):
                 hid.append(max(0.0, lim["allreduce_ms"] - o["allreduce_ms"]))
                 data.append(o["data_ms"])
                 elem.append(o["forward_ms"] + o["backward_ms"] - lim["gemm_ms"])
+                wait.append(o.get("wait_ms", 0.0))
+                spread.append(o.get("spread", 1.0))
             share = [1 - g / s for g, s in zip(gemm, step)]
             L.append(f"| {name} | {ranks} | {med(step):.3f} | {med(gemm):.3f} | "
                      f"{med(elem):.3f} | {med(opt):.3f} | {med(exp):.3f} | "
-                     f"{med(hid):.3f} | {med(data):.3f} | {100 * med(share):.0f}% |")
+                     f"{med(hid):.3f} | {med(data):.3f} | {100 * med(share):.0f}% | "
+                     f"{med(wait):.3f} | {med(spread):.2f} |")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(L) + "\n")

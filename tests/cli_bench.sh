@@ -39,7 +39,8 @@ BENCH_ROUNDS=1 BENCH_STEPS=20 BENCH_CNN_STEPS=2 BENCH_BUCKETS=0 \
 st=$?
 rows=$(grep -cE '^\| (MLP 784-512-256-10|MLP 784-1024-1024-10|CNN \(fashion-cnn.ini\)) \| [0-9.-]+ \| [0-9.-]+ \| [0-9.-]+ \(0\) \|' "$tmp/bench.md" 2>/dev/null)
 [ $st -eq 0 ] && [ "$rows" = 3 ] &&
-    grep -qE '^\| CNN \(fashion-cnn.ini\) \| 2 \|( [0-9.-]+%? \|){8}$' "$tmp/bench.md" &&
+    grep -qE '^\| CNN \(fashion-cnn.ini\) \| 2 \|( [0-9.-]+%? \|){10}$' "$tmp/bench.md" &&
+    grep -qE '^\| CNN \(fashion-cnn.ini\) \| 2 \|.* \| [0-9]+\.[0-9]{3} \| [1-9][0-9]*\.[0-9]{2} \|$' "$tmp/bench.md" &&
     ok "bench_step.py: a row for each MLP and the CNN, with the breakdown" ||
     { cp "$tmp/bench.md" "$tmp/out" 2>/dev/null; bad "bench_step.py: a row for each MLP and the CNN, with the breakdown"; }
 summary
