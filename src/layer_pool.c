@@ -48,12 +48,14 @@ static inline int beats(float v, float m) { return v > m || v != v; }
     typedef float F##V __attribute__((vector_size(V * sizeof(float))));      \
     typedef int32_t I##V __attribute__((vector_size(V * sizeof(int32_t))));  \
                                                                               \
-    /* one output row: r0, r1 the window's two input rows, base the plane   \
-     * offset of r0 */                                                        \
+    /* one plane, in (H, W) into out and idx (OH, OW), output row by output \
+     * row: r0, r1 the windows' two input rows, base the plane offset of r0. \
+     * A call a plane, not a row: called per row of 7-14 outputs, the calls \
+     * and their loop took 1.5% of the CNN's step (perf). */                  \
     SF_SIMD_CLONES                                                            \
-    static void maxpool_row##V(const float *restrict r0, const float *restrict r1, \
-                               float *restrict o, int32_t *restrict a,       \
-                               int64_t OW, int32_t base, int32_t W)           \
+    static void maxpool_plane##V(const float *restrict in, float *restrict out, \
+                                 int32_t *restrict idx, int64_t OH, int64_t OW, \
+                                 int32_t W)                                   \
     {                                                                         \
         I##V even, odd, lane;                                                 \
         for (int j = 0; j < V; j++) {                                         \
@@ -61,34 +63,45 @@ static inline int beats(float v, float m) { return v > m || v != v; }
             odd[j] = 2 * j + 1;                                               \
             lane[j] = j;                                                      \
         }                                                                     \
-        for (int64_t x = 0; x < OW; x += V) {                                 \
-            const int64_t x0 = x + V <= OW ? x : OW - V;                      \
-            F##V u0, u1, w0, w1;                                              \
-            memcpy(&u0, r0 + 2 * x0, sizeof u0);                              \
-            memcpy(&u1, r0 + 2 * x0 + V, sizeof u1);                          \
-            memcpy(&w0, r1 + 2 * x0, sizeof w0);                              \
-            memcpy(&w1, r1 + 2 * x0 + V, sizeof w1);                          \
-            const F##V va = VSHUFFLE(F##V, V, u0, u1, even);                  \
-            const F##V vb = VSHUFFLE(F##V, V, u0, u1, odd);                   \
-            const F##V vc = VSHUFFLE(F##V, V, w0, w1, even);                  \
-            const F##V vd = VSHUFFLE(F##V, V, w0, w1, odd);                   \
-            const I##V at = base + 2 * ((int32_t)x0 + lane);                  \
-            const I##V tb = VBEATS(vb, va), bb = VBEATS(vd, vc);          \
-            const F##V top = VPICK(F##V, I##V, tb, vb, va), bot = VPICK(F##V, I##V, bb, vd, vc);  \
-            const I##V ti = at + (tb & 1), bi = at + W + (bb & 1);            \
-            const I##V fb = VBEATS(bot, top);                               \
-            const F##V m = VPICK(F##V, I##V, fb, bot, top);                             \
-            const I##V best = (fb & bi) | (~fb & ti);                         \
-            memcpy(o + x0, &m, sizeof m);                                     \
-            memcpy(a + x0, &best, sizeof best);                               \
+        for (int64_t y = 0; y < OH; y++) {                                    \
+            const float *r0 = in + 2 * y * W, *r1 = r0 + W;                   \
+            float *o = out + y * OW;                                          \
+            int32_t *a = idx + y * OW;                                        \
+            const int32_t base = (int32_t)(2 * y * W);                        \
+            for (int64_t x = 0; x < OW; x += V) {                             \
+                const int64_t x0 = x + V <= OW ? x : OW - V;                  \
+                F##V u0, u1, w0, w1;                                          \
+                memcpy(&u0, r0 + 2 * x0, sizeof u0);                          \
+                memcpy(&u1, r0 + 2 * x0 + V, sizeof u1);                      \
+                memcpy(&w0, r1 + 2 * x0, sizeof w0);                          \
+                memcpy(&w1, r1 + 2 * x0 + V, sizeof w1);                      \
+                const F##V va = VSHUFFLE(F##V, V, u0, u1, even);              \
+                const F##V vb = VSHUFFLE(F##V, V, u0, u1, odd);               \
+                const F##V vc = VSHUFFLE(F##V, V, w0, w1, even);              \
+                const F##V vd = VSHUFFLE(F##V, V, w0, w1, odd);               \
+                const I##V at = base + 2 * ((int32_t)x0 + lane);              \
+                const I##V tb = VBEATS(vb, va), bb = VBEATS(vd, vc);          \
+                const F##V top = VPICK(F##V, I##V, tb, vb, va);               \
+                const F##V bot = VPICK(F##V, I##V, bb, vd, vc);               \
+                const I##V ti = at + (tb & 1), bi = at + W + (bb & 1);        \
+                const I##V fb = VBEATS(bot, top);                             \
+                const F##V m = VPICK(F##V, I##V, fb, bot, top);               \
+                const I##V best = (fb & bi) | (~fb & ti);                     \
+                memcpy(o + x0, &m, sizeof m);                                 \
+                memcpy(a + x0, &best, sizeof best);                           \
+            }                                                                 \
         }                                                                     \
     }                                                                         \
                                                                               \
-    /* backward of one input row of one output row: g[2x + j] = d[x] where \
-     * the window's kept element is there, else 0 (row: its plane offset) */  \
+    /* backward of one plane, g (H, W) from d and idx (OH, OW), input row   \
+     * by input row: g[2x + j] = d[x] where the window's kept element is    \
+     * there, else 0 (row: its plane offset); the columns past 2 OW zeroed  \
+     * (floor mode), the rows past 2 OH left to the caller */                \
     SF_SIMD_CLONES                                                            \
-    static void maxpool_grad_row##V(const int32_t *restrict a, const float *restrict d, \
-                                    float *restrict g, int64_t OW, int32_t row) \
+    static void maxpool_grad_plane##V(const int32_t *restrict idx,            \
+                                      const float *restrict d,                \
+                                      float *restrict g, int64_t OH,          \
+                                      int64_t OW, int32_t W)                  \
     {                                                                         \
         I##V lane, lo, hi;                                                    \
         for (int j = 0; j < V; j++) {                                         \
@@ -97,46 +110,56 @@ static inline int beats(float v, float m) { return v > m || v != v; }
             hi[j] = (j % 2) * V + (j + V) / 2;                                \
         }                                                                     \
         const F##V zero = {0};                                                \
-        for (int64_t x = 0; x < OW; x += V) {                                 \
-            const int64_t x0 = x + V <= OW ? x : OW - V;                      \
-            I##V w;                                                           \
-            F##V v;                                                           \
-            memcpy(&w, a + x0, sizeof w);                                     \
-            memcpy(&v, d + x0, sizeof v);                                     \
-            const I##V q = row + 2 * ((int32_t)x0 + lane);                    \
-            const F##V ge = VPICK(F##V, I##V, w == q, v, zero);                         \
-            const F##V go = VPICK(F##V, I##V, w == q + 1, v, zero);                     \
-            const F##V g0 = VSHUFFLE(F##V, V, ge, go, lo);                    \
-            const F##V g1 = VSHUFFLE(F##V, V, ge, go, hi);                    \
-            memcpy(g + 2 * x0, &g0, sizeof g0);                               \
-            memcpy(g + 2 * x0 + V, &g1, sizeof g1);                           \
+        for (int64_t r = 0; r < 2 * OH; r++) {                                \
+            const int32_t *a = idx + (r / 2) * OW;                            \
+            const float *dr = d + (r / 2) * OW;                               \
+            const int32_t row = (int32_t)(r * W);                             \
+            float *gr = g + r * W;                                            \
+            for (int64_t x = 0; x < OW; x += V) {                             \
+                const int64_t x0 = x + V <= OW ? x : OW - V;                  \
+                I##V w;                                                       \
+                F##V v;                                                       \
+                memcpy(&w, a + x0, sizeof w);                                 \
+                memcpy(&v, dr + x0, sizeof v);                                \
+                const I##V q = row + 2 * ((int32_t)x0 + lane);                \
+                const F##V ge = VPICK(F##V, I##V, w == q, v, zero);           \
+                const F##V go = VPICK(F##V, I##V, w == q + 1, v, zero);       \
+                const F##V g0 = VSHUFFLE(F##V, V, ge, go, lo);                \
+                const F##V g1 = VSHUFFLE(F##V, V, ge, go, hi);                \
+                memcpy(gr + 2 * x0, &g0, sizeof g0);                          \
+                memcpy(gr + 2 * x0 + V, &g1, sizeof g1);                      \
+            }                                                                 \
+            for (int64_t x = 2 * OW; x < W; x++)                              \
+                gr[x] = 0.0f;                                                 \
         }                                                                     \
     }
 
 MAXPOOL_VEC(8)
 MAXPOOL_VEC(4)
 
-/* The common 2x2 stride-2 case, the same rule, one output row at a time:
- * in vectors (above) when the row has 4 outputs or more, else with
+/* The common 2x2 stride-2 case, the same rule, plane by plane: in vectors
+ * (above) when a row has 4 outputs or more, else row by row with
  * independent windows (so the selects pipeline instead of chaining through
  * a loop over the window). */
 static void maxpool_2x2(const float *in, float *out, int32_t *at, int64_t planes,
                         int64_t H, int64_t W, int64_t OH, int64_t OW)
 {
-    for (int64_t p = 0; p < planes; p++)
+    for (int64_t p = 0; p < planes; p++) {
+        if (OW >= 8) {
+            maxpool_plane8(in + p * H * W, out + p * OH * OW, at + p * OH * OW, OH, OW,
+                           (int32_t)W);
+            continue;
+        }
+        if (OW >= 4) {
+            maxpool_plane4(in + p * H * W, out + p * OH * OW, at + p * OH * OW, OH, OW,
+                           (int32_t)W);
+            continue;
+        }
         for (int64_t y = 0; y < OH; y++) {
             const float *r0 = in + (p * H + 2 * y) * W, *r1 = r0 + W;
             float *o = out + (p * OH + y) * OW;
             int32_t *a = at + (p * OH + y) * OW;
             const int32_t base = (int32_t)(2 * y * W);
-            if (OW >= 8) {
-                maxpool_row8(r0, r1, o, a, OW, base, (int32_t)W);
-                continue;
-            }
-            if (OW >= 4) {
-                maxpool_row4(r0, r1, o, a, OW, base, (int32_t)W);
-                continue;
-            }
             for (int64_t x = 0; x < OW; x++) {
                 float m = r0[2 * x];
                 int32_t best = base + (int32_t)(2 * x);
@@ -148,6 +171,7 @@ static void maxpool_2x2(const float *in, float *out, int32_t *at, int64_t planes
                 a[x] = best;
             }
         }
+    }
 }
 
 /* Planes [0, planes) of in (H, W each) into out (OH, OW each), the offset
@@ -213,15 +237,19 @@ static void maxpool_backward_tiled(const int32_t *restrict at, const float *rest
         const float *d = dout + p * OH * OW;
         const int32_t *a = at + p * OH * OW;
         float *g = din + p * H * W;
+        if (k == 2 && OW >= 4) {
+            if (OW >= 8)
+                maxpool_grad_plane8(a, d, g, OH, OW, (int32_t)W);
+            else
+                maxpool_grad_plane4(a, d, g, OH, OW, (int32_t)W);
+            memset(g + OH * k * W, 0, (size_t)((H - OH * k) * W) * sizeof *g);
+            continue;
+        }
         for (int64_t y = 0; y < OH; y++)
             for (int64_t i = 0; i < k; i++) {
                 const int64_t row = (y * k + i) * W;
                 float *gr = g + row;
-                if (k == 2 && OW >= 8)
-                    maxpool_grad_row8(a + y * OW, d + y * OW, gr, OW, (int32_t)row);
-                else if (k == 2 && OW >= 4)
-                    maxpool_grad_row4(a + y * OW, d + y * OW, gr, OW, (int32_t)row);
-                else if (k == 2) /* 2 stores a window */
+                if (k == 2) /* 2 stores a window */
                     for (int64_t x = 0; x < OW; x++) {
                         const int32_t q = (int32_t)(row + 2 * x), w = a[y * OW + x];
                         const float v = d[y * OW + x];
