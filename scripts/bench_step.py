@@ -159,9 +159,10 @@ def shardfit_run(layers, np_, steps, bucket_mb, trace=False):
 def shardfit(model, np_, bucket_mb=None):
     """Rank 0's ms per step in each phase over the steps after WARMUP, and
     samples/s from the step time (128 samples a step). On more ranks, from
-    the long run's trace: rank 0's wait per step in collectives for the
-    last rank to arrive (wait_ms), and the slowest rank's compute per step
-    over the fastest one's (spread)."""
+    the long run's trace: the longest wait per step of any rank in
+    collectives for the last rank to arrive (wait_ms: the faster rank's,
+    whichever it is), and the slowest rank's compute per step over the
+    fastest one's (spread)."""
     long, ranks = shardfit_run(model.layers, np_, WARMUP + model.steps, bucket_mb,
                                trace=np_ > 1)
     short, _ = shardfit_run(model.layers, np_, WARMUP, bucket_mb)
@@ -172,7 +173,7 @@ def shardfit(model, np_, bucket_mb=None):
     r["wait_ms"], r["spread"] = 0.0, 1.0
     if ranks:
         compute = [x["compute_ms_per_step"] for x in ranks]
-        r["wait_ms"] = ranks[0]["wait_ms_per_step"]
+        r["wait_ms"] = max(x["wait_ms_per_step"] for x in ranks)
         r["spread"] = max(compute) / min(compute) if min(compute) > 0 else 1.0
     return r
 
@@ -287,10 +288,11 @@ def write(path, rows, buckets, rounds):
           "in the step; allreduce exposed is the wait after backward (ranks "
           "arriving apart included), hidden = allreduce alone - exposed; the "
           "step's remainder after these columns is bookkeeping. From the "
-          "2-rank run's trace (log.trace over the timed steps): waiting is rank "
-          "0's time in collectives (the allreduce, batchnorm's sums, the "
-          "loader's exchange) until the last rank arrived, part of the "
-          "columns before it; spread is the slowest rank's compute per step "
+          "2-rank run's trace (log.trace over the timed steps): waiting is the "
+          "most any rank spent per step in collectives (the allreduce, "
+          "batchnorm's sums, the loader's exchange) until the last rank "
+          "arrived (in rank 0's columns before it when rank 0 is the one "
+          "waiting, else in its compute); spread is the slowest rank's compute per step "
           "(data, forward, backward, optimizer) over the fastest one's, "
           "which on identical work says how unequal the cores are.", "",
           "| model | ranks | step | GEMM | elementwise | optimizer | allreduce exposed | "
