@@ -59,19 +59,21 @@ def config_layers(path):
 
 
 class Model:
-    """A row: its layers, the sample shape bench_limit builds it for, and
-    how many steps each side times."""
+    """A row: its layers, and from them the sample shape bench_limit builds
+    it for, how many steps each side times and the limit's repetitions
+    (about 0.5 s of sgemm on one rank)."""
 
-    def __init__(self, name, layers, steps):
-        self.name, self.layers, self.steps = name, layers, steps
-        self.input = "1x28x28" if "conv:" in layers else "784"
-        # The limit's repetitions: about 0.5 s of sgemm on one rank.
-        self.reps = 300 if "conv:" not in layers else 30
+    def __init__(self, name, layers):
+        self.name, self.layers = name, layers
+        conv = "conv:" in layers
+        self.input = "1x28x28" if conv else "784"
+        self.steps = CNN_STEPS if conv else STEPS
+        self.reps = 30 if conv else 300
 
 
-MODELS = [Model("MLP 784-512-256-10", "dense:512 relu dense:256 relu dense:10", STEPS),
-          Model("MLP 784-1024-1024-10", "dense:1024 relu dense:1024 relu dense:10", STEPS),
-          Model("CNN (fashion-cnn.ini)", config_layers("configs/fashion-cnn.ini"), CNN_STEPS)]
+MODELS = [Model("MLP 784-512-256-10", "dense:512 relu dense:256 relu dense:10"),
+          Model("MLP 784-1024-1024-10", "dense:1024 relu dense:1024 relu dense:10"),
+          Model("CNN (fashion-cnn.ini)", config_layers("configs/fashion-cnn.ini"))]
 
 
 def launch(np_, cmd):
@@ -108,21 +110,29 @@ def cpu_of(cmd):
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def train_cmd(layers, steps, d, more=None):
+    """shardfit train of steps steps of layers, logging into d: no
+    validation, no checkpoints; more: further keys and their values."""
+    sets = {"model.layers": layers, "log.progress": "none", "log.dir": d,
+            "checkpoint.every_epochs": "0", "checkpoint.resume": "never",
+            "checkpoint.dir": d + "/ckpt", "data.val_features": "",
+            "data.val_labels": "", "train.epochs": "1", "data.path": DATA,
+            "train.max_steps": str(steps)}
+    sets.update(more or {})
+    cmd = [f"{BUILD}/shardfit", "train", CONFIG]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    return cmd
+
+
 def shardfit_cpu(model):
     """CPU ms per step of one rank (a singleton, no mpirun): the CPU time of
     WARMUP + steps steps minus that of WARMUP, so start-up and loading
     cancel."""
     t = []
-    layers = model.layers
     for steps in (WARMUP + model.steps, WARMUP):
         with tempfile.TemporaryDirectory() as d:
-            t.append(cpu_of([f"{BUILD}/shardfit", "train", CONFIG, "--set",
-                             f"model.layers={layers}", "--set", "log.progress=none",
-                             "--set", f"log.dir={d}", "--set", "checkpoint.every_epochs=0",
-                             "--set", "checkpoint.resume=never", "--set",
-                             f"checkpoint.dir={d}/ckpt", "--set", "data.val_features=",
-                             "--set", "data.val_labels=", "--set", "train.epochs=1",
-                             "--set", f"train.max_steps={steps}"]))
+            t.append(cpu_of(train_cmd(model.layers, steps, d)))
     return 1e3 * (t[0] - t[1]) / model.steps
 
 
@@ -134,20 +144,13 @@ def shardfit_run(layers, np_, steps, bucket_mb, trace=False):
     the trace's per-rank summary (its otherData "ranks") of the steps after
     WARMUP."""
     with tempfile.TemporaryDirectory() as d:
-        sets = {"model.layers": layers, "log.progress": "none", "log.dir": d,
-                "checkpoint.every_epochs": "0", "checkpoint.resume": "never",
-                "checkpoint.dir": d + "/ckpt", "data.val_features": "",
-                "data.val_labels": "", "train.epochs": "1", "data.path": DATA,
-                "train.max_steps": str(steps)}
+        more = {}
         if bucket_mb not in (None, "default"):
-            sets["comm.bucket_mb"] = str(bucket_mb)
+            more["comm.bucket_mb"] = str(bucket_mb)
         if trace:
-            sets["log.trace"] = "trace.json"
-            sets["log.trace_steps"] = f"{WARMUP + 1}:{steps}"
-        cmd = [f"{BUILD}/shardfit", "train", CONFIG]
-        for k, v in sets.items():
-            cmd += ["--set", f"{k}={v}"]
-        run(launch(np_, cmd))
+            more["log.trace"] = "trace.json"
+            more["log.trace_steps"] = f"{WARMUP + 1}:{steps}"
+        run(launch(np_, train_cmd(layers, steps, d, more)))
         with open(os.path.join(d, "metrics.jsonl")) as f:
             metrics = [json.loads(line) for line in f][-1]
         if not trace:
@@ -199,8 +202,7 @@ def main():
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     buckets = os.environ.get("BENCH_BUCKETS", "0 0.25 1").split()
-    models = MODELS + [Model(*m.split("=", 1), CNN_STEPS if "conv:" in m else STEPS)
-                       for m in args.model]
+    models = MODELS + [Model(*m.split("=", 1)) for m in args.model]
     if not os.path.exists(os.path.join(ROOT, DATA)):
         with tempfile.TemporaryDirectory() as d:
             run(["env", f"BUILD={BUILD}", "NP=1", "scripts/run-fashion.sh",
@@ -283,11 +285,12 @@ def write(path, rows, buckets, rounds):
           "limit program's figures for the same shapes; the rest is shardfit's own "
           "(rank 0's phase timers, metrics.jsonl): elementwise is forward + "
           "backward - GEMM (activations, loss, bias, im2col and col2im, batchnorm "
-          "and pooling, batchnorm's statistics sum across ranks, gradient zeroing, "
-          "and GEMM slower in situ than alone); optimizer is its pass as it runs "
+          "and pooling, batchnorm's statistics sum across ranks, and GEMM slower "
+          "in situ than alone); optimizer is its pass as it runs "
           "in the step; allreduce exposed is the wait after backward (ranks "
           "arriving apart included), hidden = allreduce alone - exposed; the "
-          "step's remainder after these columns is bookkeeping. From the "
+          "step's remainder after these columns is the gradient's zeroing before "
+          "forward and bookkeeping. From the "
           "2-rank run's trace (log.trace over the timed steps): waiting is the "
           "most any rank spent per step in collectives (the allreduce, "
           "batchnorm's sums, the loader's exchange) until the last rank "
