@@ -173,7 +173,7 @@ def shardfit(model, np_, bucket_mb=None):
            for k in PHASES}
     r = {k + "_ms": v for k, v in per.items()}
     r["sps"] = 128e3 / per["step"]
-    r["wait_ms"], r["spread"] = 0.0, 1.0
+    r["wait_ms"], r["spread"] = None, None  # no trace: "-" in the table
     if ranks:
         compute = [x["compute_ms_per_step"] for x in ranks]
         r["wait_ms"] = max(x["wait_ms_per_step"] for x in ranks)
@@ -189,6 +189,12 @@ def torch(model, procs):
 
 def med(xs):
     return statistics.median(xs)
+
+
+def traced(xs, digits):
+    """The median of a trace's figure over rounds, or "-" where the run
+    was not traced (1 rank)."""
+    return "-" if None in xs else f"{med(xs):.{digits}f}"
 
 
 def main():
@@ -297,7 +303,8 @@ def write(path, rows, buckets, rounds):
           "arrived (in rank 0's columns before it when rank 0 is the one "
           "waiting, else in its compute); spread is the slowest rank's compute per step "
           "(data, forward, backward, optimizer) over the fastest one's, "
-          "which on identical work says how unequal the cores are.", "",
+          "which on identical work says how unequal the cores are (\"-\" on 1 "
+          "rank: not traced).", "",
           "| model | ranks | step | GEMM | elementwise | optimizer | allreduce exposed | "
           "allreduce hidden | data | non-GEMM share | waiting | spread |",
           "|---" * 12 + "|"]
@@ -316,13 +323,13 @@ def write(path, rows, buckets, rounds):
                 hid.append(max(0.0, lim["allreduce_ms"] - o["allreduce_ms"]))
                 data.append(o["data_ms"])
                 elem.append(o["forward_ms"] + o["backward_ms"] - lim["gemm_ms"])
-                wait.append(o.get("wait_ms", 0.0))
-                spread.append(o.get("spread", 1.0))
+                wait.append(o.get("wait_ms"))
+                spread.append(o.get("spread"))
             share = [1 - g / s for g, s in zip(gemm, step)]
             L.append(f"| {name} | {ranks} | {med(step):.3f} | {med(gemm):.3f} | "
                      f"{med(elem):.3f} | {med(opt):.3f} | {med(exp):.3f} | "
                      f"{med(hid):.3f} | {med(data):.3f} | {100 * med(share):.0f}% | "
-                     f"{med(wait):.3f} | {med(spread):.2f} |")
+                     f"{traced(wait, 3)} | {traced(spread, 2)} |")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(L) + "\n")

@@ -41,6 +41,7 @@ rows=$(grep -cE '^\| (MLP 784-512-256-10|MLP 784-1024-1024-10|CNN \(fashion-cnn.
 [ $st -eq 0 ] && [ "$rows" = 3 ] &&
     grep -qE '^\| CNN \(fashion-cnn.ini\) \| 2 \|( [0-9.-]+%? \|){10}$' "$tmp/bench.md" &&
     grep -qE '^\| CNN \(fashion-cnn.ini\) \| 2 \|.* \| [0-9]+\.[0-9]{3} \| [1-9][0-9]*\.[0-9]{2} \|$' "$tmp/bench.md" &&
+    grep -qE '^\| CNN \(fashion-cnn.ini\) \| 1 \|.* \| - \| - \|$' "$tmp/bench.md" &&
     ok "bench_step.py: a row for each MLP and the CNN, with the breakdown" ||
     { cp "$tmp/bench.md" "$tmp/out" 2>/dev/null; bad "bench_step.py: a row for each MLP and the CNN, with the breakdown"; }
 summary
