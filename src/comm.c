@@ -1,5 +1,5 @@
 /* comm.c: communicators and their collectives (comm.h). With
- * comm_watchdog.c and comm_buckets.c, the only code that calls MPI
+ * comm_watchdog.c, comm_buckets.c and comm_shared.c, the only code that calls MPI
  * (comm_internal.h). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +12,9 @@ const char *sf_comm_op_name(int op)
 {
     static const char *const names[] = {"", "status agreement", "broadcast",
                                         "allreduce", "alltoallv", "barrier",
-                                        "allgather", "gather", "clock sync"};
+                                        "allgather", "gather", "clock sync",
+                                        "shared memory window",
+                                        "shared gradient sync"};
     return op >= 0 && op < (int)(sizeof names / sizeof *names) ? names[op] : "?";
 }
 

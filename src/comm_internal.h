@@ -1,7 +1,7 @@
 /* comm_internal.h: the communicator's state, shared by comm.c (making
  * communicators, the collectives), comm_watchdog.c (the comm.timeout
- * watchdog) and comm_buckets.c (non-blocking gradient sums). These three
- * are the only files that include <mpi.h>: together they are the one
+ * watchdog), comm_buckets.c (non-blocking gradient sums) and comm_shared.c
+ * (node-shared memory). These four are the only files that include <mpi.h>: together they are the one
  * gateway to MPI. Not a public header. */
 #ifndef SF_COMM_INTERNAL_H
 #define SF_COMM_INTERNAL_H
@@ -16,7 +16,8 @@
 
 /* The collectives, for the watchdog's message and the trace. */
 typedef enum { OP_NONE, OP_AGREE, OP_BCAST, OP_ALLREDUCE, OP_ALLTOALLV,
-               OP_BARRIER, OP_ALLGATHER, OP_GATHER, OP_CLOCK } CommOp;
+               OP_BARRIER, OP_ALLGATHER, OP_GATHER, OP_CLOCK, OP_SHARED,
+               OP_SHARED_SYNC } CommOp;
 
 /* The collective's name, one static string per op (comm.c): the trace
  * tells collectives apart by the pointer. */

@@ -47,7 +47,7 @@ typedef struct ConfigKey {
  * `key = value` line must fit, or sf_config_format() would not round-trip. */
 #define CONFIG_MAX_LINE 199
 
-#define CONFIG_NKEYS 58
+#define CONFIG_NKEYS 59
 /* Every key, grouped by section in the order SPEC §4 lists them. */
 extern const ConfigKey config_keys[CONFIG_NKEYS];
 

@@ -164,11 +164,14 @@ static void finish_forward(const SfLayer *l, const SfPass *pass)
             var = 0.0;
         s[1 + 2 * C + c] = mean;
         s[1 + 3 * C + c] = 1.0 / sqrt(var + EPS);
+        if (pass->shared_stats)
+            continue;
         double unbiased = N > 1.0 ? var * N / (N - 1.0) : var;
         rm[c] = (float)((1.0 - MOMENTUM) * rm[c] + MOMENTUM * mean);
         rv[c] = (float)((1.0 - MOMENTUM) * rv[c] + MOMENTUM * unbiased);
     }
-    l->data[NUM_BATCHES][0] += 1.0f;
+    if (!pass->shared_stats)
+        l->data[NUM_BATCHES][0] += 1.0f;
 }
 
 /* Channel c's normalisation as x a + b in float: a = invstd gamma,

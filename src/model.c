@@ -21,6 +21,7 @@ struct SfModel {
     SfShape input;
     int64_t nparams, nstats, max_rows; /* params block: nparams + nstats */
     int batch_stats;           /* some layer has batch statistics */
+    int placed;                /* params and grads are the caller's */
     float *params, *grads;
     float *acts[MAX_LAYERS];   /* acts[i]: output of layer i, (max_rows, out) */
     float *dbuf[2];            /* ping-pong gradients w.r.t. activations */
@@ -152,8 +153,10 @@ void sf_model_free(SfModel *m)
     }
     free(m->dbuf[0]);
     free(m->dbuf[1]);
-    free(m->params);
-    free(m->grads);
+    if (!m->placed) {
+        free(m->params);
+        free(m->grads);
+    }
     free(m);
 }
 
@@ -185,6 +188,30 @@ void sf_model_init_params(SfModel *m, SfInitKind init, uint64_t seed)
                          : (float)(limit * (2.0 * sf_rng_uniform(key, (uint64_t)j) - 1.0));
         memset(l->b, 0, (size_t)l->nbias * sizeof(float));
     }
+}
+
+void sf_model_place(SfModel *m, float *params, float *grads)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        SfLayer *l = &m->layers[i];
+        for (int p = 0; p < l->nparts; p++) {
+            if (l->data[p])
+                l->data[p] = params + (l->data[p] - m->params);
+            if (l->grad[p])
+                l->grad[p] = grads + (l->grad[p] - m->grads);
+        }
+        l->w = l->data[0];
+        l->dw = l->grad[0];
+        l->b = l->data[1];
+        l->db = l->grad[1];
+    }
+    if (!m->placed) {
+        free(m->params);
+        free(m->grads);
+    }
+    m->params = params;
+    m->grads = grads;
+    m->placed = 1;
 }
 
 int64_t sf_model_nparams(const SfModel *m) { return m->nparams; }

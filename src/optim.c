@@ -11,7 +11,7 @@
 struct SfOptim {
     SfOptimKind kind;
     float momentum, weight_decay, beta1, beta2, eps;
-    int nesterov;
+    int nesterov, placed; /* placed: a and b are the caller's */
     int64_t n, t;
     float *a, *b; /* sgd: a = momentum; adam: a = m, b = v */
 };
@@ -45,8 +45,10 @@ void sf_optim_free(SfOptim *o)
 {
     if (!o)
         return;
-    free(o->a);
-    free(o->b);
+    if (!o->placed) {
+        free(o->a);
+        free(o->b);
+    }
     free(o);
 }
 
@@ -102,12 +104,13 @@ static uint32_t sgd_momentum(float *restrict p, float *restrict v,
     return bad;
 }
 
-static uint32_t sgd_step(SfOptim *o, float *p, const float *g, float scale, float lr)
+static uint32_t sgd_step(SfOptim *o, float *p, const float *g, int64_t lo,
+                         int64_t hi, float scale, float lr)
 {
     if (!o->a)
-        return sgd_plain(p, g, o->n, scale, o->weight_decay, lr);
-    return sgd_momentum(p, o->a, g, o->n, scale, o->weight_decay, lr,
-                        o->momentum, o->nesterov);
+        return sgd_plain(p + lo, g + lo, hi - lo, scale, o->weight_decay, lr);
+    return sgd_momentum(p + lo, o->a + lo, g + lo, hi - lo, scale, o->weight_decay,
+                        lr, o->momentum, o->nesterov);
 }
 
 /* The Adam/AdamW update of optim.h; checks the updated weights. */
@@ -129,26 +132,47 @@ static uint32_t adam_kernel(float *restrict w, float *restrict m, float *restric
     return bad;
 }
 
-static uint32_t adam_step(SfOptim *o, float *p, const float *g, float scale,
-                          double lr, int decoupled)
+static uint32_t adam_step(SfOptim *o, float *p, const float *g, int64_t lo,
+                          int64_t hi, float scale, double lr, int decoupled)
 {
     const float wd = decoupled ? 0.0f : o->weight_decay;
     const float decay = decoupled ? (float)(1.0 - lr * o->weight_decay) : 1.0f;
     const double t = (double)o->t;
     const float step_size = (float)(lr / (1.0 - pow(o->beta1, t)));
     const float bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, t));
-    return adam_kernel(p, o->a, o->b, g, o->n, scale, wd, decay, o->beta1,
-                       o->beta2, o->eps, step_size, bc2_sqrt);
+    return adam_kernel(p + lo, o->a + lo, o->b + lo, g + lo, hi - lo, scale, wd,
+                       decay, o->beta1, o->beta2, o->eps, step_size, bc2_sqrt);
+}
+
+int sf_optim_step_range(SfOptim *o, float *params, const float *grads,
+                        int64_t lo, int64_t hi, float scale, double lr)
+{
+    o->t++;
+    uint32_t bad = o->kind == SF_OPTIM_SGD
+                       ? sgd_step(o, params, grads, lo, hi, scale, (float)lr)
+                       : adam_step(o, params, grads, lo, hi, scale, lr,
+                                   o->kind == SF_OPTIM_ADAMW);
+    return bad ? -1 : 0;
 }
 
 int sf_optim_step(SfOptim *o, float *params, const float *grads, float scale,
                   double lr)
 {
-    o->t++;
-    uint32_t bad = o->kind == SF_OPTIM_SGD
-                       ? sgd_step(o, params, grads, scale, (float)lr)
-                       : adam_step(o, params, grads, scale, lr, o->kind == SF_OPTIM_ADAMW);
-    return bad ? -1 : 0;
+    return sf_optim_step_range(o, params, grads, 0, o->n, scale, lr);
+}
+
+int sf_optim_nblocks(const SfOptim *o) { return (o->a != NULL) + (o->b != NULL); }
+
+void sf_optim_place(SfOptim *o, float *const *blocks)
+{
+    const int k = sf_optim_nblocks(o);
+    if (!o->placed) {
+        free(o->a);
+        free(o->b);
+    }
+    o->a = k >= 1 ? blocks[0] : NULL;
+    o->b = k >= 2 ? blocks[1] : NULL;
+    o->placed = 1;
 }
 
 int64_t sf_optim_steps(const SfOptim *o) { return o->t; }
@@ -165,12 +189,17 @@ float *sf_optim_state(SfOptim *o, const char *name)
     return NULL;
 }
 
-double sf_optim_grad_norm(const float *grads, int64_t n, float scale)
+double sf_optim_grad_sumsq(const float *grads, int64_t n)
 {
     double sq = 0.0;
     for (int64_t i = 0; i < n; i++)
         sq += (double)grads[i] * grads[i];
-    return sqrt(sq) * scale;
+    return sq;
+}
+
+double sf_optim_grad_norm(const float *grads, int64_t n, float scale)
+{
+    return sqrt(sf_optim_grad_sumsq(grads, n)) * scale;
 }
 
 float sf_optim_clip_scale(float scale, double norm, double max_norm)

@@ -20,7 +20,8 @@ static const char *const event_names[] = {
     "step", "data", "forward", "backward", "allreduce", "optimizer", "eval",
     "checkpoint",
     "status agreement", "broadcast", "allreduce", "alltoallv", "barrier",
-    "allgather", "gather", "clock sync", "collective"
+    "allgather", "gather", "clock sync", "shared memory window",
+    "shared gradient sync", "collective"
 };
 enum { FIRST_COLLECTIVE = SF_NPHASES, NNAMES = sizeof event_names / sizeof event_names[0] };
 _Static_assert(SF_NPHASES == 8, "event_names lists the phases of phases.h");

@@ -111,7 +111,7 @@ static int train_step(SfTrainer *t, int64_t s)
      * every rank makes the same collectives. */
     SfTargets tg = {classes ? t->classes : NULL, classes ? NULL : t->values};
     SfPass pass = {1, t->cfg->train.seed, t->step, t->perm + start + off,
-                   reduce_f64, t->comm, ph};
+                   reduce_f64, t->comm, ph, t->shared && t->rank != 0};
     t->bucket_posted = 0;
     BucketHook bh = {t, len, bad_data};
     SfGradHook hook = {bucket_ready, &bh};
@@ -124,40 +124,49 @@ static int train_step(SfTrainer *t, int64_t s)
         fill_tail(t, sums, len, bad_data);
 
     /* The allreduce phase is what the step waits for after backward: with
-     * buckets, only the part not hidden behind it. */
+     * buckets, only the part not hidden behind it; in node-shared memory,
+     * the sync and this rank's slice of the sum. */
     sf_phases_begin(ph, SF_PHASE_ALLREDUCE);
-    if (t->nbuckets > 0) {
+    const float *tail = g + np;
+    if (t->shared) {
+        tail = sf_trainer_node_sum(t);
+    } else if (t->nbuckets > 0) {
         post_buckets(t, 0);
         sf_comm_wait_sums(t->comm);
     } else {
         sf_comm_allreduce_sum_f32(t->comm, g, np + SF_MODEL_GRAD_TAIL);
     }
     sf_phases_end(ph, SF_PHASE_ALLREDUCE);
-    if (g[np + TAIL_ERROR] > 0.0f)
+    if (tail[TAIL_ERROR] > 0.0f)
         return -2;
-    if (!isfinite(g[np + TAIL_LOSS])) {
+    if (!isfinite(tail[TAIL_LOSS])) {
         t->diverged = "the loss is not finite";
         return -1;
     }
 
     /* SPEC §2: the mean gradient over the global batch, whatever the slices. */
     sf_phases_begin(ph, SF_PHASE_OPTIMIZER);
-    float scale = 1.0f / g[np + TAIL_COUNT];
+    float scale = 1.0f / tail[TAIL_COUNT];
     const double clip = t->cfg->optimizer.clip_norm;
-    if (clip > 0.0)
-        scale = sf_optim_clip_scale(scale, sf_optim_grad_norm(g, np, scale), clip);
     t->lr = sf_schedule_lr(&t->schedule, t->step);
-    int bad_step = sf_optim_step(t->optim, sf_model_params(t->model), g, scale, t->lr);
+    int bad_step;
+    if (t->shared) {
+        bad_step = sf_trainer_node_update(t, scale, clip, t->lr);
+    } else {
+        if (clip > 0.0)
+            scale = sf_optim_clip_scale(scale, sf_optim_grad_norm(g, np, scale), clip);
+        bad_step = sf_optim_step(t->optim, sf_model_params(t->model), g, scale, t->lr);
+    }
     sf_phases_end(ph, SF_PHASE_OPTIMIZER);
     if (bad_step) {
         t->diverged = "the gradient or the updated weights are not finite";
         return -1;
     }
 
-    t->sum_loss += g[np + TAIL_LOSS];
-    t->sum_correct += g[np + TAIL_CORRECT];
-    t->sum_count += g[np + TAIL_COUNT];
-    t->stop_requested = g[np + TAIL_STOP] > 0.0f;
+    t->sum_loss += tail[TAIL_LOSS];
+    t->sum_correct += tail[TAIL_CORRECT];
+    t->sum_count += tail[TAIL_COUNT];
+    t->stop_requested = tail[TAIL_STOP] > 0.0f;
     t->step++;
     return 0;
 }
@@ -288,6 +297,7 @@ static void teardown(SfTrainer *t)
     sf_loader_free(t->val);
     sf_model_free(t->model);
     sf_optim_free(t->optim);
+    sf_shared_free(t->shared); /* after the model and optimizer that used it */
     free(t->perm);
     free(t->x);
     free(t->classes);
@@ -359,7 +369,9 @@ static void finish(SfTrainer *t, SfTrainResult *res)
     if (t->nhistory > 0)
         res->final = t->history[t->nhistory - 1];
     if (t->best_params && t->stopper.best_epoch > 0) {
-        memcpy(sf_model_params(t->model), t->best_params, (size_t)np * sizeof(float));
+        if (!t->shared || t->rank == 0)
+            memcpy(sf_model_params(t->model), t->best_params, (size_t)np * sizeof(float));
+        sf_trainer_share_sync(t);
         res->restored_epoch = t->stopper.best_epoch;
         res->final = t->history[t->stopper.best_epoch - 1];
         (void)evaluate(t, &res->final); /* the same rows were read each epoch */
@@ -417,7 +429,8 @@ int sf_train(const SfConfig *cfg, SfComm *comm, SfTrainResult *res, SfError *err
     memset(res, 0, sizeof *res);
     sf_layer_blas_threads((int)cfg->train.threads);
     int status = agree(&t, sf_trainer_setup_local(&t, err), err);
-    if (status || (status = sf_trainer_open_trace(&t, err)) ||
+    if (status || (status = sf_trainer_share_node(&t)) ||
+        (status = sf_trainer_open_trace(&t, err)) ||
         (status = sf_trainer_restore(&t, err)))
         goto done;
     if (agree(&t, sf_trainer_replay_history(&t, err), err) ||

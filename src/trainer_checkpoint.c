@@ -109,11 +109,14 @@ static void broadcast(SfTrainer *t, Position *pos)
     if (!pos->found && !pos->init_only)
         return;
     const int64_t np = sf_model_nparams(t->model), ns = sf_model_nstate(t->model);
-    sf_comm_bcast_f32(t->comm, sf_model_params(t->model), ns, 0);
+    if (t->shared) /* the weights and state are rank 0's memory already */
+        sf_trainer_share_sync(t);
+    else
+        sf_comm_bcast_f32(t->comm, sf_model_params(t->model), ns, 0);
     if (!pos->found)
         return;
     const char *blocks[] = {"momentum", "m", "v"};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 3 && !t->shared; i++) {
         float *b = sf_optim_state(t->optim, blocks[i]);
         if (b)
             sf_comm_bcast_f32(t->comm, b, np, 0);

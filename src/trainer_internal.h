@@ -59,6 +59,14 @@ typedef struct SfTrainer {
      * allreduce after backward. */
     int nbuckets, bucket_posted;
     int64_t bucket_first[SF_TRAINER_MAX_BUCKETS];
+    /* comm.node_shared on one host (trainer_shared.c): the window holding
+     * the weights, the optimizer's state and each rank's gradient slot
+     * (rank 0's after shared_slot0 floats); this rank sums and updates
+     * floats [shared_lo, shared_hi); shared_tail holds the step's summed
+     * tail. NULL: the allreduce. */
+    SfShared *shared;
+    int64_t shared_slot0, shared_lo, shared_hi;
+    float shared_tail[SF_MODEL_GRAD_TAIL];
     SfStopper stopper;
     float *best_params;       /* restore_best: the best epoch's weights */
     float *result_params;     /* handed to SfTrainResult at the end */
@@ -84,6 +92,24 @@ int sf_trainer_setup_local(SfTrainer *t, SfError *err);
 /* Cuts the gradient block into buckets of about comm.bucket_mb MiB at layer
  * boundaries and starts the thread that sums them. Collective. 0 or -1. */
 int sf_trainer_plan_buckets(SfTrainer *t, SfError *err);
+
+/* trainer_shared.c. Collective, after setup: with comm.node_shared and
+ * every rank on one host (and bucket_mb 0), moves the weights, the
+ * optimizer's state and the gradients into node-shared memory (t->shared);
+ * else leaves t->shared NULL. Always 0 (a failed allocation aborts). */
+int sf_trainer_share_node(SfTrainer *t);
+
+/* Collective: the step's gradient summed over the ranks on this rank's
+ * slice, after a sync; returns the summed tail (TAIL_*). */
+const float *sf_trainer_node_sum(SfTrainer *t);
+
+/* Collective: clips (clip > 0) and updates this rank's slice, then syncs.
+ * -1 on every rank when any rank's update was not finite, else 0. */
+int sf_trainer_node_update(SfTrainer *t, float scale, double clip, double lr);
+
+/* Collective: after rank 0 alone wrote the weights or state, every rank
+ * sees them. No-op without t->shared. */
+void sf_trainer_share_sync(SfTrainer *t);
 
 /* Every rank holds the same weights: one small allgather; the answer is
  * the same on all ranks. -1 with the message on rank 0 when they differ. */

@@ -54,7 +54,7 @@ static double check_gradients(const Problem *pb)
         p[i] += 0.05f * (float)sf_rng_normal(key, (uint64_t)(5000 + i));
     SfTargets t = {pb->float_targets ? NULL : classes,
                    pb->float_targets ? values : NULL};
-    SfPass pass = {pb->training, 5, 17, ids, NULL, NULL, NULL};
+    SfPass pass = {pb->training, 5, 17, ids, NULL, NULL, NULL, 0};
 
     sf_model_zero_grads(m);
     sf_model_train_batch(m, x, ROWS, t, &pass);
@@ -190,7 +190,7 @@ START_TEST(test_maxpool_ties_and_floor_mode)
                     7, 3, 1, 7, 9,
                     9, 9, 9, 9, 9};
     float out[2], dout[2] = {1.0f, 10.0f}, din[15];
-    SfPass pass = {1, 0, 0, NULL, NULL, NULL, NULL};
+    SfPass pass = {1, 0, 0, NULL, NULL, NULL, NULL, 0};
     l.ops->forward(&l, in, out, 1, &pass);
     ck_assert_float_eq(out[0], 7.0f);
     ck_assert_float_eq(out[1], 7.0f);
@@ -242,7 +242,7 @@ START_TEST(test_maxpool_matches_direct)
             want_dx[i] = 0.0;
             y[i] = 321.0f;
         }
-        SfPass pass = {1, 0, 0, NULL, NULL, NULL, NULL};
+        SfPass pass = {1, 0, 0, NULL, NULL, NULL, NULL, 0};
         l->ops->forward(l, x, y, N, &pass);
         l->ops->backward(l, x, y, dy, dx, N, &pass);
         for (int64_t i = N * od; i < N * 200; i++)
@@ -358,7 +358,7 @@ START_TEST(test_batchnorm_micro_batches_equal_whole)
         ids[i] = i;
     }
     SfTargets t = {y, NULL};
-    SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL};
+    SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL, 0};
     SfLossSums whole = sf_model_train_share(m[0], x, N, N, 0, t, &pass, NULL);
     SfLossSums parts = sf_model_train_share(m[1], x, N, 3, 1, t, &pass, NULL);
     ck_assert_double_eq_tol(whole.loss, parts.loss, 1e-5 * fabs(whole.loss));
@@ -415,7 +415,7 @@ START_TEST(test_batchnorm_fused_activations)
         ids[i] = i;
     }
     SfTargets t = {y, NULL};
-    SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL};
+    SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL, 0};
     for (int a = 0; a < 3; a++)
         for (int micro = N; micro >= 2; micro -= 4) {
             char fused[96], apart[96];
@@ -490,7 +490,7 @@ START_TEST(test_batchnorm_fused_pooling)
                 ids[i] = i;
             }
             SfTargets t = {y, NULL};
-            SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL};
+            SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL, 0};
             for (int step = 0; step < 2; step++) { /* the second with new weights */
                 twin_copy(m, m2);
                 SfLossSums l1 = sf_model_train_share(m, x, N, micro, micro < N, t,

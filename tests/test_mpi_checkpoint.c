@@ -140,14 +140,16 @@ static void same_optimizer_state(const char *a, const char *b, const SfConfig *c
 }
 
 /* Stop after 2 epochs, resume to 4: the same bits as 4 straight epochs. */
-static void check_resume_from_epoch(const char *optimizer)
+static void check_resume_from_epoch(const char *optimizer, int node_shared)
 {
     char a[64], b[64], fa[400], fb[400];
-    snprintf(a, sizeof a, "straight-%s", optimizer);
-    snprintf(b, sizeof b, "resumed-%s", optimizer);
+    snprintf(a, sizeof a, "straight-%s%s", optimizer, node_shared ? "-shared" : "");
+    snprintf(b, sizeof b, "resumed-%s%s", optimizer, node_shared ? "-shared" : "");
     SfConfig ca = config(a, optimizer), cb = config(b, optimizer);
     set(&ca, "train.epochs=4");
     set(&cb, "train.epochs=2");
+    set(&ca, "comm.node_shared=%s", node_shared ? "true" : "false");
+    set(&cb, "comm.node_shared=%s", node_shared ? "true" : "false");
     SfTrainResult straight, first, resumed;
     ck_assert_int_eq(train(&ca, world, &straight), 0);
     ck_assert_int_eq(train(&cb, world, &first), 0);
@@ -166,13 +168,22 @@ static void check_resume_from_epoch(const char *optimizer)
 
 START_TEST(test_resume_from_epoch_is_bitwise_sgd)
 {
-    check_resume_from_epoch("sgd");
+    check_resume_from_epoch("sgd", 0);
 }
 END_TEST
 
 START_TEST(test_resume_from_epoch_is_bitwise_adam)
 {
-    check_resume_from_epoch("adam");
+    check_resume_from_epoch("adam", 0);
+}
+END_TEST
+
+/* comm.node_shared: the weights and the optimizer's state in node-shared
+ * memory are what rank 0 saves and what it restores for every rank. */
+START_TEST(test_resume_from_epoch_is_bitwise_node_shared)
+{
+    check_resume_from_epoch("sgd", 1);
+    check_resume_from_epoch("adam", 1);
 }
 END_TEST
 
@@ -322,6 +333,7 @@ int main(int argc, char **argv)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_resume_from_epoch_is_bitwise_sgd);
     tcase_add_test(tc, test_resume_from_epoch_is_bitwise_adam);
+    tcase_add_test(tc, test_resume_from_epoch_is_bitwise_node_shared);
     tcase_add_test(tc, test_resume_mid_epoch_is_bitwise);
     tcase_add_test(tc, test_resume_with_batchnorm_is_bitwise);
     tcase_add_test(tc, test_resume_on_other_rank_counts);

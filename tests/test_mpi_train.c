@@ -227,6 +227,7 @@ START_TEST(test_micro_batches_match)
     ck_assert_int_eq(train(&c, world, &whole), 0);
     set(&c, "train.micro_batch=1");
     set(&c, "comm.bucket_mb=0");
+    set(&c, "comm.node_shared=false"); /* counts allreduces */
     int64_t before = sf_comm_allreduce_f32_count(world);
     ck_assert_int_eq(train(&c, world, &micro1), 0);
     int64_t allreduces = sf_comm_allreduce_f32_count(world) - before;
@@ -272,6 +273,7 @@ START_TEST(test_buckets_keep_the_bits)
                 set(&c, "train.micro_batch=3");
             }
             set(&c, sizes[k]);
+            set(&c, "comm.node_shared=false"); /* bucket_mb = 0's allreduce */
             int64_t before = sf_comm_allreduce_f32_count(world);
             ck_assert_int_eq(train(&c, world, &r[k]), 0);
             posts[k] = sf_comm_allreduce_f32_count(world) - before;
@@ -305,6 +307,69 @@ START_TEST(test_buckets_keep_the_bits)
         }
         for (int k = 0; k < 4; k++)
             sf_train_result_free(&r[k]);
+        sf_train_result_free(&one);
+    }
+}
+END_TEST
+
+/* comm.node_shared: on one host the ranks add each other's gradients and
+ * update the weights in shared memory instead of an allreduce. Same sums:
+ * bitwise the allreduce's weights on 2 ranks (a + b = b + a), to float
+ * rounding on 3 (another grouping); clip_norm's norm is summed by slices,
+ * so only to rounding there. Covers momentum, adam (two state blocks),
+ * batchnorm (running statistics kept by rank 0 alone), batch_size 1
+ * (ranks with no samples) and early stopping's restore of the best
+ * weights; the weights must match P = 1 and be the same on every rank. */
+START_TEST(test_node_shared_matches_the_allreduce)
+{
+    const char *cases[][4] = {
+        {"optimizer.name=sgd", "optimizer.momentum=0.9", NULL, NULL},
+        {"optimizer.name=adam", "optimizer.lr=0.01", "optimizer.weight_decay=0.01", NULL},
+        {"optimizer.clip_norm=0.5", NULL, NULL, NULL},
+        {"model.layers=conv:4:2:1:1 batchnorm relu maxpool:2 flatten dense:8 "
+         "batchnorm tanh dense:3", "train.batch_size=101", "train.epochs=3", NULL},
+        {"train.batch_size=1", "train.epochs=1", NULL, NULL},
+        {"data.labels=/noise/y", "data.val_labels=/noise/val_y",
+         "model.layers=dense:64 relu dense:3", "stop.restore_best=true"},
+    };
+    const int p = sf_comm_size(world);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        SfTrainResult r[2], one = {0};
+        for (int shared = 0; shared < 2; shared++) {
+            SfConfig c = config();
+            for (int j = 0; j < 4 && cases[k][j]; j++)
+                set(&c, cases[k][j]);
+            if (k == 5) {
+                set(&c, "train.epochs=8");
+                set(&c, "stop.early_stopping=true");
+                set(&c, "stop.patience=2");
+            }
+            set(&c, shared ? "comm.node_shared=true" : "comm.node_shared=false");
+            ck_assert_int_eq(train(&c, world, &r[shared]), 0);
+            if (shared && sf_comm_rank(world) == 0) {
+                SfComm *self = sf_comm_self();
+                ck_assert_int_eq(train(&c, self, &one), 0);
+                sf_comm_free(self);
+            }
+        }
+        int identical = replicas_identical(&r[1]);
+        ck_assert_msg(identical, "case %zu: ranks hold different weights", k);
+        ck_assert_int_eq(r[1].steps_done, r[0].steps_done);
+        ck_assert_int_eq(r[1].nparams, r[0].nparams);
+        int same = memcmp(r[1].params, r[0].params,
+                          (size_t)r[0].nparams * sizeof(float)) == 0;
+        if (p <= 2 && k != 2)
+            ck_assert_msg(same, "case %zu: node_shared changed the weights on %d ranks",
+                          k, p);
+        double d = rel_diff(r[1].params, r[0].params, r[0].nparams);
+        ck_assert_msg(d < 1e-5, "case %zu: node_shared vs allreduce: %g", k, d);
+        if (sf_comm_rank(world) == 0) {
+            d = rel_diff(r[1].params, one.params, one.nparams);
+            ck_assert_msg(d < 1e-4, "case %zu: P=%d vs P=1: relative difference %g",
+                          k, p, d);
+        }
+        for (int s = 0; s < 2; s++)
+            sf_train_result_free(&r[s]);
         sf_train_result_free(&one);
     }
 }
@@ -622,6 +687,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_loaders_give_identical_bits);
     tcase_add_test(tc, test_micro_batches_match);
     tcase_add_test(tc, test_buckets_keep_the_bits);
+    tcase_add_test(tc, test_node_shared_matches_the_allreduce);
     tcase_add_test(tc, test_batchnorm_is_independent_of_ranks_and_micro_batches);
     tcase_add_test(tc, test_batch_regimes);
     tcase_add_test(tc, test_full_batch_is_gradient_descent);

@@ -214,7 +214,7 @@ static Deviation replay(const RefCase *rc)
 
     Deviation d = {0.0, 0, 0.0};
     for (int64_t s = 0; s < rc->steps; s++) {
-        SfPass pass = {1, 1, s, ids, NULL, NULL, NULL};
+        SfPass pass = {1, 1, s, ids, NULL, NULL, NULL, 0};
         sf_model_zero_grads(m);
         SfLossSums sums = sf_model_train_batch(m, rc->x, rc->rows, t, &pass);
         float scale = 1.0f / (float)rc->rows;

@@ -1,6 +1,7 @@
 /* comm.h: everything the ranks say to each other.
  *
- * Only comm.c, comm_watchdog.c and comm_buckets.c include <mpi.h> (CoMD's rule):
+ * Only comm.c, comm_watchdog.c, comm_buckets.c and comm_shared.c include
+ * <mpi.h> (CoMD's rule):
  * the rest of shardfit sees a handle and a handful of collectives, so the
  * model, sampler and optimizer are tested without mpirun. All calls are
  * collective over the handle's ranks unless marked otherwise. MPI errors are
@@ -164,6 +165,29 @@ void sf_comm_clock_offset(SfComm *c, int rounds, double *offset, double *error);
  * ranks); else *ok = 1. */
 void *sf_comm_gather_bytes(SfComm *c, const void *send, size_t n,
                            size_t *counts, int *ok);
+
+/* Memory that every rank of a one-host job maps (an MPI-3 shared-memory
+ * window): the ranks read and write each other's segments directly, and
+ * sf_shared_sync orders those accesses. */
+typedef struct SfShared SfShared;
+
+/* Collective. Each rank contributes a segment of `bytes` (its own size,
+ * zero allowed), page aligned and zero-filled. NULL on every rank alike
+ * when c has one rank or its ranks are not all on one host (not an error:
+ * the caller keeps its collectives); allocation failures abort the job
+ * (MPI_ERRORS_ARE_FATAL). */
+SfShared *sf_comm_shared_create(SfComm *c, size_t bytes);
+
+/* Rank r's segment, as mapped into this process. Not collective. */
+void *sf_shared_segment(const SfShared *s, int rank);
+
+/* Collective, under c's comm.timeout watchdog: a barrier after which every
+ * store any rank made to the window before it is seen by every rank. It
+ * carries a flag: returns the largest flag any rank passed. */
+int sf_shared_sync(SfShared *s, int flag);
+
+/* Collective. Unmaps and frees the window. NULL is fine. */
+void sf_shared_free(SfShared *s);
 
 /* Ends every rank of the job now with the given exit status (not collective). */
 void sf_comm_abort(SfComm *c, int status);

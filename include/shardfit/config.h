@@ -93,6 +93,7 @@ typedef struct SfConfig {
     struct {
         double timeout;   /* seconds */
         double bucket_mb; /* MiB per gradient bucket; 0: one allreduce */
+        int node_shared;  /* one host: sum and update in shared memory */
     } comm;
     struct {
         char dir[SF_CONFIG_STR];

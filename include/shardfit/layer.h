@@ -41,6 +41,8 @@ typedef struct SfPass {
     SfReduceFn allreduce;      /* NULL: this process holds the whole batch */
     void *allreduce_ctx;
     struct SfPhases *phases;   /* times forward and backward (phases.h); NULL: not */
+    int shared_stats;          /* another rank updates the running statistics
+                                  (batchnorm's), in memory both map: leave them */
 } SfPass;
 
 /* One named array of a layer's state, as checkpoints store it. */

@@ -46,6 +46,11 @@ int64_t sf_model_nstate(const SfModel *m);
 float *sf_model_params(SfModel *m);
 float *sf_model_grads(SfModel *m);  /* nparams + SF_MODEL_GRAD_TAIL floats */
 void sf_model_zero_grads(SfModel *m);
+/* Moves the model onto blocks the caller owns (node-shared memory):
+ * params (nstate floats) and grads (nparams + SF_MODEL_GRAD_TAIL floats)
+ * replace the model's own, which are freed; the contents are not copied.
+ * The caller keeps them alive until sf_model_free, which leaves them. */
+void sf_model_place(SfModel *m, float *params, float *grads);
 int64_t sf_model_max_rows(const SfModel *m);
 int64_t sf_model_output_width(const SfModel *m);
 int sf_model_nlayers(const SfModel *m);

@@ -29,6 +29,19 @@ void sf_optim_free(SfOptim *o); /* NULL is fine */
 int sf_optim_step(SfOptim *o, float *params, const float *grads, float scale,
                   double lr);
 
+/* The same update for elements [lo, hi) only: params, grads and the
+ * state blocks are indexed as in the whole (the ranks of one host each
+ * update their part of node-shared blocks). Counts one step per call. */
+int sf_optim_step_range(SfOptim *o, float *params, const float *grads,
+                        int64_t lo, int64_t hi, float scale, double lr);
+
+/* How many state blocks of n floats the optimizer keeps (0, 1 or 2), and
+ * a move onto blocks the caller owns (node-shared memory), in the order
+ * momentum, or m then v: the optimizer's own are freed, the contents not
+ * copied, and sf_optim_free leaves the caller's. */
+int sf_optim_nblocks(const SfOptim *o);
+void sf_optim_place(SfOptim *o, float *const *blocks);
+
 /* Steps taken so far (PyTorch's state['step']). */
 int64_t sf_optim_steps(const SfOptim *o);
 
@@ -42,6 +55,9 @@ float *sf_optim_state(SfOptim *o, const char *name);
 
 /* The L2 norm of grads (n) times scale. */
 double sf_optim_grad_norm(const float *grads, int64_t n, float scale);
+
+/* The sum of squares of grads (n), in double: one part of a norm. */
+double sf_optim_grad_sumsq(const float *grads, int64_t n);
 
 /* The scale that clips a gradient of this norm to max_norm, as PyTorch's
  * clip_grad_norm_ does (coefficient max_norm / (norm + 1e-6), only when

@@ -1,0 +1,176 @@
+/* trainer_shared.c: the step's gradient sum and update when every rank runs
+ * on one host (comm.node_shared). The weights, the optimizer's state and
+ * every rank's gradient live in one node-shared window (comm.h's SfShared):
+ * backward writes each rank's gradient into its own slot; after a sync,
+ * each rank adds all the slots over its slice of the parameters and
+ * updates that slice in place; a second sync, carrying the non-finite
+ * flag, and every rank reads the new weights. Against an allreduce of the
+ * gradient followed by the same update on every rank, this moves each
+ * gradient float once instead of through MPI's copies, and each rank
+ * updates 1/P of the weights instead of all of them (docs/BENCHMARKS.md
+ * has what it saves).
+ *
+ * Who writes what, between the syncs, so no two ranks touch a float at
+ * once: in the step, rank r writes only its gradient slot (backward) and,
+ * on rank 0 alone, batchnorm's running statistics (SfPass.shared_stats on
+ * the others: every rank computes the same ones); after the first sync,
+ * rank r writes its slot and the weights and state over its slice, reading
+ * the other slots there; after the second, nothing is written until the
+ * next step's backward. Everything else that writes the weights (restore,
+ * restore_best) does so on rank 0 and then syncs.
+ *
+ * Sums run in rank order, slot 0 + slot 1 + ..., the same for every slice.
+ * With two ranks that is bitwise MPI's sum (float addition commutes); with
+ * more it is deterministic but grouped unlike Open MPI's allreduce, so the
+ * weights agree with comm.node_shared = false to float rounding. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "shardfit/model.h"
+#include "shardfit/optim.h"
+#include "simd.h"
+#include "trainer_internal.h"
+
+/* Blocks in the window start on 4 KiB boundaries. */
+static int64_t padded(int64_t floats) { return (floats + 1023) / 1024 * 1024; }
+
+/* Rank r's gradient slot: its segment, after the weights and the state on
+ * rank 0. */
+static float *slot(const SfTrainer *t, int r)
+{
+    float *base = sf_shared_segment(t->shared, r);
+    return r == 0 ? base + t->shared_slot0 : base;
+}
+
+int sf_trainer_share_node(SfTrainer *t)
+{
+    const SfConfig *c = t->cfg;
+    if (!c->comm.node_shared || c->comm.bucket_mb > 0.0 || t->size == 1)
+        return 0;
+    const int64_t np = sf_model_nparams(t->model), ns = sf_model_nstate(t->model);
+    const int k = sf_optim_nblocks(t->optim);
+    t->shared_slot0 = padded(ns) + k * padded(np);
+    int64_t floats = padded(np + SF_MODEL_GRAD_TAIL) + (t->rank == 0 ? t->shared_slot0 : 0);
+    if (!(t->shared = sf_comm_shared_create(t->comm, (size_t)floats * sizeof(float))))
+        return 0; /* ranks on several hosts: the allreduce */
+    float *root = sf_shared_segment(t->shared, 0);
+    float *blocks[2] = {root + padded(ns), root + padded(ns) + padded(np)};
+    /* Every rank initialized the same weights; rank 0's go in. The
+     * optimizer's state starts at zero, as the window does. */
+    if (t->rank == 0)
+        memcpy(root, sf_model_params(t->model), (size_t)ns * sizeof(float));
+    sf_model_place(t->model, root, slot(t, t->rank));
+    sf_optim_place(t->optim, blocks);
+    /* Slices of whole 64-byte lines, so no two ranks write one line. */
+    const int64_t P = t->size, r = t->rank;
+    t->shared_lo = np * r / P / 16 * 16;
+    t->shared_hi = r + 1 == P ? np : np * (r + 1) / P / 16 * 16;
+    sf_shared_sync(t->shared, 0);
+    return 0;
+}
+
+/* Drops floats [p, p + n) from every cache (clflushopt, where the CPU has
+ * it; elsewhere a no-op). A rank calls it on what it has read and another
+ * rank writes next: the other weights' slices after backward, the other
+ * slots' parts after summing them. Otherwise the writer's stores wait for
+ * those lines to be invalidated in the reader's caches: on this machine
+ * (AMD EPYC, the two cores on different L3s) a 3.7 MB momentum update took
+ * 0.85 ms when another process had just read the weights, 0.17-0.26 ms when
+ * that reader had flushed them, which took it 0.09 ms (docs/BENCHMARKS.md). */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("clflushopt")))
+static void drop_lines(const float *p, int64_t n)
+{
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("clflushopt") != 0;
+    }
+    if (!has || n <= 0)
+        return;
+    const char *a = (const char *)p, *end = (const char *)(p + n);
+    for (a -= (uintptr_t)a % 64; a < end; a += 64)
+        __builtin_ia32_clflushopt((void *)a);
+    __builtin_ia32_sfence();
+}
+#else
+static void drop_lines(const float *p, int64_t n) { (void)p; (void)n; }
+#endif
+
+/* dst[i] += src[i] */
+SF_SIMD_CLONES
+static void add_into(float *restrict dst, const float *restrict src, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+/* dst[i] = a[i] + b[i] */
+SF_SIMD_CLONES
+static void add_two(float *restrict dst, const float *restrict a,
+                    const float *restrict b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = a[i] + b[i];
+}
+
+/* This rank's slot over [lo, hi) becomes slot 0 + slot 1 + ... */
+static void sum_slice(const SfTrainer *t, int64_t lo, int64_t hi)
+{
+    const int P = t->size;
+    float *own = slot(t, t->rank);
+    if (P == 2) { /* own + other is other + own, bit for bit */
+        add_into(own + lo, slot(t, 1 - t->rank) + lo, hi - lo);
+        drop_lines(slot(t, 1 - t->rank) + lo, hi - lo);
+        return;
+    }
+    float tmp[2048];
+    for (int64_t j = lo; j < hi; j += 2048) {
+        int64_t len = hi - j < 2048 ? hi - j : 2048;
+        add_two(tmp, slot(t, 0) + j, slot(t, 1) + j, len);
+        for (int q = 2; q < P; q++)
+            add_into(tmp, slot(t, q) + j, len);
+        memcpy(own + j, tmp, (size_t)len * sizeof(float));
+    }
+    for (int q = 0; q < P; q++)
+        if (q != t->rank)
+            drop_lines(slot(t, q) + lo, hi - lo);
+}
+
+const float *sf_trainer_node_sum(SfTrainer *t)
+{
+    const int64_t np = sf_model_nparams(t->model);
+    const float *w = sf_model_params(t->model);
+    drop_lines(w, t->shared_lo); /* the other ranks update these next */
+    drop_lines(w + t->shared_hi, np - t->shared_hi);
+    sf_shared_sync(t->shared, 0);
+    sum_slice(t, t->shared_lo, t->shared_hi);
+    for (int k = 0; k < SF_MODEL_GRAD_TAIL; k++) {
+        float s = slot(t, 0)[np + k];
+        for (int q = 1; q < t->size; q++)
+            s += slot(t, q)[np + k];
+        t->shared_tail[k] = s;
+    }
+    return t->shared_tail;
+}
+
+int sf_trainer_node_update(SfTrainer *t, float scale, double clip, double lr)
+{
+    float *g = slot(t, t->rank);
+    const int64_t lo = t->shared_lo, hi = t->shared_hi;
+    if (clip > 0.0) {
+        double sq = sf_optim_grad_sumsq(g + lo, hi - lo);
+        sf_comm_allreduce_sum_f64(t->comm, &sq, 1);
+        scale = sf_optim_clip_scale(scale, sqrt(sq) * scale, clip);
+    }
+    int bad = sf_optim_step_range(t->optim, sf_model_params(t->model), g, lo, hi,
+                                  scale, lr) != 0;
+    return sf_shared_sync(t->shared, bad) ? -1 : 0;
+}
+
+void sf_trainer_share_sync(SfTrainer *t)
+{
+    if (t->shared)
+        sf_shared_sync(t->shared, 0);
+}
