@@ -9,6 +9,7 @@
  * those accesses with MPI_Win_sync on both sides of a collective (the
  * "unified" model's recipe, MPI 3.1 §11.5.4 and its example 11.10). */
 #include <stdlib.h>
+#include <sys/statvfs.h>
 
 #include "comm_internal.h"
 
@@ -18,10 +19,27 @@ struct SfShared {
     void **base; /* each rank's segment, mapped into this process */
 };
 
+/* Whether Open MPI's backing directory for shared windows (osc_sm's,
+ * /dev/shm unless OMPI_MCA_osc_sm_backing_directory says otherwise) has
+ * room for total bytes. The files are sparse: a full tmpfs would not fail
+ * the allocation but kill a rank with SIGBUS when it first touches a page
+ * (a container's 64 MB /dev/shm is the usual case). */
+static int room_for(unsigned long long total)
+{
+    const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
+    struct statvfs fs;
+    if (statvfs(dir && *dir ? dir : "/dev/shm", &fs) != 0)
+        return 0;
+    return (unsigned long long)fs.f_bavail * fs.f_frsize >= total;
+}
+
 SfShared *sf_comm_shared_create(SfComm *c, size_t bytes)
 {
     if (c->size < 2)
         return NULL;
+    /* Each segment rounded up to pages, and a margin. */
+    unsigned long long total = bytes + (2u << 20);
+    MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, c->comm);
     /* All ranks of c on one host: the host's group is all of c. Every rank
      * learns the same answer, so all return NULL alike. */
     MPI_Comm node;
@@ -34,7 +52,7 @@ SfShared *sf_comm_shared_create(SfComm *c, size_t bytes)
         free(s);
         s = NULL;
     }
-    int ok = all_here && s != NULL;
+    int ok = all_here && s != NULL && room_for(total);
     MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, c->comm);
     if (!ok) {
         MPI_Comm_free(&node);

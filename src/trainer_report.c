@@ -165,6 +165,18 @@ void sf_trainer_print_start(const SfTrainer *t)
            "step, %lld micro-batch%s per step\n", t->size, t->size == 1 ? "" : "s",
            sf_config_loader_name(c->data.loader), (long long)t->slice_max,
            (long long)micro_per_step, micro_per_step == 1 ? "" : "es");
+    if (t->size > 1) {
+        if (t->shared)
+            printf("shardfit: gradient summed in node-shared memory (comm.node_shared)\n");
+        else if (t->nbuckets > 0)
+            printf("shardfit: gradient summed in %d buckets during backward "
+                   "(comm.bucket_mb = %g)\n", t->nbuckets, c->comm.bucket_mb);
+        else
+            printf("shardfit: gradient summed by one allreduce after backward%s\n",
+                   c->comm.node_shared && c->comm.bucket_mb <= 0.0
+                       ? " (comm.node_shared needs every rank on one host and room "
+                         "in /dev/shm)" : "");
+    }
     printf("shardfit: model %s, %lld parameters, loss %s, optimizer %s lr %g\n",
            model, (long long)sf_model_nparams(t->model),
            c->model.loss == SF_LOSS_CROSS_ENTROPY ? "cross_entropy" : "mse",

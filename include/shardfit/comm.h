@@ -173,9 +173,10 @@ typedef struct SfShared SfShared;
 
 /* Collective. Each rank contributes a segment of `bytes` (its own size,
  * zero allowed), page aligned and zero-filled. NULL on every rank alike
- * when c has one rank or its ranks are not all on one host (not an error:
- * the caller keeps its collectives); allocation failures abort the job
- * (MPI_ERRORS_ARE_FATAL). */
+ * when c has one rank, its ranks are not all on one host, or the shared
+ * memory filesystem (/dev/shm) has no room for all the segments (not an
+ * error: the caller keeps its collectives); allocation failures abort the
+ * job (MPI_ERRORS_ARE_FATAL). */
 SfShared *sf_comm_shared_create(SfComm *c, size_t bytes);
 
 /* Rank r's segment, as mapped into this process. Not collective. */
