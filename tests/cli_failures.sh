@@ -87,6 +87,28 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
    [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ]
 then ok "a stopped rank ends a job with gradient buckets after comm.timeout, named"; else bad "a stopped rank ends a job with gradient buckets after comm.timeout, named"; cat "$tmp/out"; fi
 
+# The same with the sum in node-shared memory (comm.node_shared): the
+# syncs are under the deadline too; and a rank killed there ends the job.
+start_job 3 --set comm.timeout=3 --set comm.node_shared=true --set log.progress=epoch
+victim=$(pgrep -P "$job" shardfit | sed -n 2p)
+vrank=$(tr '\0' '\n' < "/proc/$victim/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+kill -STOP "$victim"
+wait_job 60
+echo "     (SIGSTOP of rank $vrank of 3, comm.node_shared: the job ended after ${took}s, status $status)"
+if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
+   grep -q "gradient summed in node-shared memory" "$tmp/out" &&
+   grep -q "): [a-z ]* at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s; .*rank $vrank ([^)]*) did not answer (stopped, hung or dead" "$tmp/out" &&
+   [ "$(grep -c 'error:' "$tmp/out")" -eq 1 ] && intact
+then ok "a stopped rank ends a node-shared job after comm.timeout, named"; else bad "a stopped rank ends a node-shared job after comm.timeout, named"; cat "$tmp/out"; fi
+start_job 2 --set comm.node_shared=true
+victim=$(pgrep -P "$job" shardfit | sed -n 2p)
+kill -9 "$victim"
+wait_job 30
+echo "     (kill -9 of a rank, comm.node_shared: the job ended after ${took}s, status $status)"
+if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
+   grep -q "exited on signal 9" "$tmp/out" && intact
+then ok "a killed rank ends a node-shared job; earlier checkpoints intact"; else bad "a killed rank ends a node-shared job"; cat "$tmp/out"; fi
+
 # The data file is truncated while the stream loader reads it: every rank
 # stops at the same step, the failing rank's message once, no hang.
 cp "$tmp/d.h5" "$tmp/s.h5"

@@ -312,6 +312,37 @@ START_TEST(test_buckets_keep_the_bits)
 }
 END_TEST
 
+/* The shared window under comm.node_shared: every rank sees every rank's
+ * segment, a sync makes stores seen, and it carries the largest flag
+ * (the non-finite update's). One rank: no window. */
+START_TEST(test_shared_window_sync)
+{
+    const int p = sf_comm_size(world), rank = sf_comm_rank(world);
+    SfShared *s = sf_comm_shared_create(world, (size_t)(rank + 1) * 4096);
+    if (p == 1) {
+        ck_assert_ptr_null(s);
+        return;
+    }
+    ck_assert_ptr_nonnull(s);
+    int *mine = sf_shared_segment(s, rank);
+    for (int i = 0; i < (rank + 1) * 1024; i++) /* zero-filled at first */
+        ck_assert_int_eq(mine[i], 0);
+    mine[0] = 100 + rank;
+    mine[(rank + 1) * 1024 - 1] = 200 + rank;
+    int flag = sf_shared_sync(s, rank == p - 1 ? 7 : rank % 2);
+    int seen = 1;
+    for (int r = 0; r < p; r++) {
+        const int *theirs = sf_shared_segment(s, r);
+        seen &= theirs[0] == 100 + r && theirs[(r + 1) * 1024 - 1] == 200 + r;
+    }
+    int none = sf_shared_sync(s, 0);
+    sf_shared_free(s);
+    ck_assert_int_eq(flag, 7);
+    ck_assert_int_eq(none, 0);
+    ck_assert(seen);
+}
+END_TEST
+
 /* comm.node_shared: on one host the ranks add each other's gradients and
  * update the weights in shared memory instead of an allreduce. Same sums:
  * bitwise the allreduce's weights on 2 ranks (a + b = b + a), to float
@@ -687,6 +718,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, test_loaders_give_identical_bits);
     tcase_add_test(tc, test_micro_batches_match);
     tcase_add_test(tc, test_buckets_keep_the_bits);
+    tcase_add_test(tc, test_shared_window_sync);
     tcase_add_test(tc, test_node_shared_matches_the_allreduce);
     tcase_add_test(tc, test_batchnorm_is_independent_of_ranks_and_micro_batches);
     tcase_add_test(tc, test_batch_regimes);
