@@ -22,7 +22,8 @@
  * Sums run in rank order, slot 0 + slot 1 + ..., the same for every slice.
  * With two ranks that is bitwise MPI's sum (float addition commutes); with
  * more it is deterministic but grouped unlike Open MPI's allreduce, so the
- * weights agree with comm.node_shared = false to float rounding. */
+ * weights agree with comm.node_shared = false to float rounding, as they
+ * do with clip_norm, whose norm is summed by slices. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -75,19 +76,15 @@ int sf_trainer_share_node(SfTrainer *t)
  * rank writes next: the other weights' slices after backward, the other
  * slots' parts after summing them. Otherwise the writer's stores wait for
  * those lines to be invalidated in the reader's caches: on this machine
- * (AMD EPYC, the two cores on different L3s) a 3.7 MB momentum update took
- * 0.85 ms when another process had just read the weights, 0.17-0.26 ms when
- * that reader had flushed them, which took it 0.09 ms (docs/BENCHMARKS.md). */
+ * (AMD EPYC, the two cores apparently on different L3s) a 3.7 MB momentum
+ * update took 0.76-0.94 ms when another process had just read the weights,
+ * 0.17-0.26 ms when that reader had flushed them, which took it 0.09-0.11
+ * ms (docs/BENCHMARKS.md). */
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("clflushopt")))
 static void drop_lines(const float *p, int64_t n)
 {
-    static int has = -1;
-    if (has < 0) {
-        __builtin_cpu_init();
-        has = __builtin_cpu_supports("clflushopt") != 0;
-    }
-    if (!has || n <= 0)
+    if (n <= 0 || !__builtin_cpu_supports("clflushopt"))
         return;
     const char *a = (const char *)p, *end = (const char *)(p + n);
     for (a -= (uintptr_t)a % 64; a < end; a += 64)
