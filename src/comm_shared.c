@@ -8,10 +8,16 @@
  * ranks then load and store into it directly, and sf_shared_sync orders
  * those accesses with MPI_Win_sync on both sides of a collective (the
  * "unified" model's recipe, MPI 3.1 §11.5.4 and its example 11.10). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/statvfs.h>
 
 #include "comm_internal.h"
+
+/* Open MPI puts its own bytes before a segment (264 of them in 4.1), so
+ * each is asked ALIGN bytes longer and starts at the next ALIGN boundary:
+ * whole pages, and the callers' 64-byte lines are lines. */
+#define ALIGN 4096
 
 struct SfShared {
     SfComm *c;
@@ -37,8 +43,8 @@ SfShared *sf_comm_shared_create(SfComm *c, size_t bytes)
 {
     if (c->size < 2)
         return NULL;
-    /* Each segment rounded up to pages, and a margin. */
-    unsigned long long total = bytes + (2u << 20);
+    /* Each segment, its alignment, and a margin. */
+    unsigned long long total = bytes + ALIGN + (2u << 20);
     MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, c->comm);
     /* All ranks of c on one host: the host's group is all of c. Every rank
      * learns the same answer, so all return NULL alike. */
@@ -68,7 +74,7 @@ SfShared *sf_comm_shared_create(SfComm *c, size_t bytes)
     MPI_Info_set(info, "alloc_shared_noncontig", "true");
     void *mine = NULL;
     watch_begin(c, OP_SHARED);
-    MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, node, &mine, &s->win);
+    MPI_Win_allocate_shared((MPI_Aint)(bytes + ALIGN), 1, info, node, &mine, &s->win);
     watch_end(c);
     MPI_Info_free(&info);
     MPI_Comm_free(&node); /* the window keeps its own copy */
@@ -76,6 +82,7 @@ SfShared *sf_comm_shared_create(SfComm *c, size_t bytes)
         MPI_Aint size;
         int disp;
         MPI_Win_shared_query(s->win, r, &size, &disp, &s->base[r]);
+        s->base[r] = (void *)(((uintptr_t)s->base[r] + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
     }
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
     s->c = c;
