@@ -93,6 +93,13 @@ int sf_trainer_setup_local(SfTrainer *t, SfError *err);
  * boundaries and starts the thread that sums them. Collective. 0 or -1. */
 int sf_trainer_plan_buckets(SfTrainer *t, SfError *err);
 
+/* The config asks for the node-shared sum and nothing in it rules the sum
+ * out (gradient buckets need the allreduce). */
+static inline int sf_trainer_node_shared_asked(const SfConfig *c)
+{
+    return c->comm.node_shared && !(c->comm.bucket_mb > 0.0);
+}
+
 /* trainer_shared.c. Collective, after setup: with comm.node_shared and
  * every rank on one host (and bucket_mb 0), moves the weights, the
  * optimizer's state and the gradients into node-shared memory (t->shared);

@@ -173,7 +173,7 @@ void sf_trainer_print_start(const SfTrainer *t)
                    "(comm.bucket_mb = %g)\n", t->nbuckets, c->comm.bucket_mb);
         else
             printf("shardfit: gradient summed by one allreduce after backward%s\n",
-                   c->comm.node_shared && c->comm.bucket_mb <= 0.0
+                   sf_trainer_node_shared_asked(c)
                        ? " (comm.node_shared needs every rank on one host and room "
                          "in /dev/shm)" : "");
     }

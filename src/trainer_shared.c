@@ -46,8 +46,7 @@ static float *slot(const SfTrainer *t, int r)
 
 int sf_trainer_share_node(SfTrainer *t)
 {
-    const SfConfig *c = t->cfg;
-    if (!c->comm.node_shared || c->comm.bucket_mb > 0.0 || t->size == 1)
+    if (!sf_trainer_node_shared_asked(t->cfg) || t->size == 1)
         return 0;
     const int64_t np = sf_model_nparams(t->model), ns = sf_model_nstate(t->model);
     const int k = sf_optim_nblocks(t->optim);
@@ -119,16 +118,15 @@ static void sum_slice(const SfTrainer *t, int64_t lo, int64_t hi)
     float *own = slot(t, t->rank);
     if (P == 2) { /* own + other is other + own, bit for bit */
         add_into(own + lo, slot(t, 1 - t->rank) + lo, hi - lo);
-        drop_lines(slot(t, 1 - t->rank) + lo, hi - lo);
-        return;
-    }
-    float tmp[2048];
-    for (int64_t j = lo; j < hi; j += 2048) {
-        int64_t len = hi - j < 2048 ? hi - j : 2048;
-        add_two(tmp, slot(t, 0) + j, slot(t, 1) + j, len);
-        for (int q = 2; q < P; q++)
-            add_into(tmp, slot(t, q) + j, len);
-        memcpy(own + j, tmp, (size_t)len * sizeof(float));
+    } else {
+        float tmp[2048];
+        for (int64_t j = lo; j < hi; j += 2048) {
+            int64_t len = hi - j < 2048 ? hi - j : 2048;
+            add_two(tmp, slot(t, 0) + j, slot(t, 1) + j, len);
+            for (int q = 2; q < P; q++)
+                add_into(tmp, slot(t, q) + j, len);
+            memcpy(own + j, tmp, (size_t)len * sizeof(float));
+        }
     }
     for (int q = 0; q < P; q++)
         if (q != t->rank)

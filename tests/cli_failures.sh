@@ -39,6 +39,15 @@ start_job() {
 }
 
 
+# stop_rank: SIGSTOPs one rank of the job (the second of its processes),
+# sets vrank to that rank's number, and waits up to 60 s for the job to end.
+stop_rank() {
+    victim=$(pgrep -P "$job" shardfit | sed -n 2p)
+    vrank=$(tr '\0' '\n' < "/proc/$victim/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+    kill -STOP "$victim"
+    wait_job 60
+}
+
 # intact: the newest checkpoint the interrupted job wrote still evaluates.
 intact() {
     newest=$(ls "$tmp/run/ckpt" | grep '^epoch-' | tail -n 1)
@@ -61,10 +70,7 @@ then ok "a killed rank ends the job; earlier checkpoints intact"; else bad "a ki
 # waiting in the same collective, or already in the next one: the stopped
 # rank gave it its part before it stopped.)
 start_job 3 --set comm.timeout=3
-victim=$(pgrep -P "$job" shardfit | sed -n 2p)
-vrank=$(tr '\0' '\n' < "/proc/$victim/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
-kill -STOP "$victim"
-wait_job 60
+stop_rank
 others=$(for r in 0 1 2; do [ "$r" != "$vrank" ] && printf '%s ' "$r"; done)
 set -- $others
 echo "     (SIGSTOP of rank $vrank of 3, comm.timeout 3: the job ended after ${took}s, status $status)"
@@ -77,10 +83,7 @@ then ok "a stopped rank ends the job after comm.timeout, named; earlier checkpoi
 # non-blocking sums the helper thread progresses, and the roll call still
 # names the stopped rank.
 start_job 2 --set comm.timeout=3 --set comm.bucket_mb=0.1
-victim=$(pgrep -P "$job" shardfit | sed -n 2p)
-vrank=$(tr '\0' '\n' < "/proc/$victim/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
-kill -STOP "$victim"
-wait_job 60
+stop_rank
 echo "     (SIGSTOP of rank $vrank of 2, comm.bucket_mb 0.1: the job ended after ${took}s, status $status)"
 if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
    grep -q "rank $((1 - vrank))[^:]*: [a-z ]* at step [0-9]* (epoch [0-9]*) has waited .* comm.timeout = 3 s; .*rank $vrank[^;]* did not answer (stopped, hung or dead" "$tmp/out" &&
@@ -90,10 +93,7 @@ then ok "a stopped rank ends a job with gradient buckets after comm.timeout, nam
 # The same with the sum in node-shared memory (comm.node_shared): the
 # syncs are under the deadline too; and a rank killed there ends the job.
 start_job 3 --set comm.timeout=3 --set comm.node_shared=true --set log.progress=epoch
-victim=$(pgrep -P "$job" shardfit | sed -n 2p)
-vrank=$(tr '\0' '\n' < "/proc/$victim/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
-kill -STOP "$victim"
-wait_job 60
+stop_rank
 echo "     (SIGSTOP of rank $vrank of 3, comm.node_shared: the job ended after ${took}s, status $status)"
 if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 15 &&
    grep -q "gradient summed in node-shared memory" "$tmp/out" &&
