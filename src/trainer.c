@@ -298,6 +298,7 @@ static void teardown(SfTrainer *t)
     sf_model_free(t->model);
     sf_optim_free(t->optim);
     sf_shared_free(t->shared); /* after the model and optimizer that used it */
+    free(t->shared_slots);
     free(t->perm);
     free(t->x);
     free(t->classes);

@@ -62,9 +62,10 @@ typedef struct SfTrainer {
     /* comm.node_shared on one host (trainer_shared.c): the window holding
      * the weights, the optimizer's state and each rank's gradient slot
      * (rank 0's after shared_slot0 floats); this rank sums and updates
-     * floats [shared_lo, shared_hi); shared_tail holds the step's summed
-     * tail. NULL: the allreduce. */
+     * floats [shared_lo, shared_hi); shared_slots[r] is rank r's slot;
+     * shared_tail holds the step's summed tail. NULL: the allreduce. */
     SfShared *shared;
+    float **shared_slots;
     int64_t shared_slot0, shared_lo, shared_hi;
     float shared_tail[SF_MODEL_GRAD_TAIL];
     SfStopper stopper;

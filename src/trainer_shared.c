@@ -19,18 +19,19 @@
  * next step's backward. Everything else that writes the weights (restore,
  * restore_best) does so on rank 0 and then syncs.
  *
- * Sums run in rank order, slot 0 + slot 1 + ..., the same for every slice.
- * With two ranks that is bitwise MPI's sum (float addition commutes); with
- * more it is deterministic but grouped unlike Open MPI's allreduce, so the
+ * Sums run in rank order (shared_sum.c): with two ranks bitwise MPI's sum;
+ * with more, deterministic but grouped unlike Open MPI's allreduce, so the
  * weights agree with comm.node_shared = false to float rounding, as they
  * do with clip_norm, whose norm is summed by slices. */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "shardfit/model.h"
 #include "shardfit/optim.h"
-#include "simd.h"
+#include "shared_sum.h"
 #include "trainer_internal.h"
 
 /* Blocks in the window start on 4 KiB boundaries. */
@@ -62,85 +63,26 @@ int sf_trainer_share_node(SfTrainer *t)
         memcpy(root, sf_model_params(t->model), (size_t)ns * sizeof(float));
     sf_model_place(t->model, root, slot(t, t->rank));
     sf_optim_place(t->optim, blocks);
-    /* Slices of whole 64-byte lines, so no two ranks write one line. */
-    const int64_t P = t->size, r = t->rank;
-    t->shared_lo = np * r / P / 16 * 16;
-    t->shared_hi = r + 1 == P ? np : np * (r + 1) / P / 16 * 16;
+    if (!(t->shared_slots = malloc((size_t)t->size * sizeof *t->shared_slots))) {
+        fprintf(stderr, "shardfit: error: rank %d: out of memory for %d pointers\n",
+                t->rank, t->size);
+        sf_comm_abort(t->comm, SF_EXIT_FAILURE); /* as a failed window does */
+    }
+    for (int r = 0; r < t->size; r++)
+        t->shared_slots[r] = slot(t, r);
+    sf_shared_slice(np, t->size, t->rank, &t->shared_lo, &t->shared_hi);
     sf_shared_sync(t->shared, 0);
     return 0;
-}
-
-/* Drops floats [p, p + n) from every cache (clflushopt, where the CPU has
- * it; elsewhere a no-op). A rank calls it on what it has read and another
- * rank writes next: the other weights' slices after backward, the other
- * slots' parts after summing them. Otherwise the writer's stores wait for
- * those lines to be invalidated in the reader's caches: on this machine
- * (AMD EPYC, the two cores apparently on different L3s) a 3.7 MB momentum
- * update took 0.76-0.94 ms when another process had just read the weights,
- * 0.17-0.26 ms when that reader had flushed them, which took it 0.09-0.11
- * ms (docs/BENCHMARKS.md). */
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("clflushopt")))
-static void drop_lines(const float *p, int64_t n)
-{
-    if (n <= 0 || !__builtin_cpu_supports("clflushopt"))
-        return;
-    const char *a = (const char *)p, *end = (const char *)(p + n);
-    for (a -= (uintptr_t)a % 64; a < end; a += 64)
-        __builtin_ia32_clflushopt((void *)a);
-    __builtin_ia32_sfence();
-}
-#else
-static void drop_lines(const float *p, int64_t n) { (void)p; (void)n; }
-#endif
-
-/* dst[i] += src[i] */
-SF_SIMD_CLONES
-static void add_into(float *restrict dst, const float *restrict src, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        dst[i] += src[i];
-}
-
-/* dst[i] = a[i] + b[i] */
-SF_SIMD_CLONES
-static void add_two(float *restrict dst, const float *restrict a,
-                    const float *restrict b, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = a[i] + b[i];
-}
-
-/* This rank's slot over [lo, hi) becomes slot 0 + slot 1 + ... */
-static void sum_slice(const SfTrainer *t, int64_t lo, int64_t hi)
-{
-    const int P = t->size;
-    float *own = slot(t, t->rank);
-    if (P == 2) { /* own + other is other + own, bit for bit */
-        add_into(own + lo, slot(t, 1 - t->rank) + lo, hi - lo);
-    } else {
-        float tmp[2048];
-        for (int64_t j = lo; j < hi; j += 2048) {
-            int64_t len = hi - j < 2048 ? hi - j : 2048;
-            add_two(tmp, slot(t, 0) + j, slot(t, 1) + j, len);
-            for (int q = 2; q < P; q++)
-                add_into(tmp, slot(t, q) + j, len);
-            memcpy(own + j, tmp, (size_t)len * sizeof(float));
-        }
-    }
-    for (int q = 0; q < P; q++)
-        if (q != t->rank)
-            drop_lines(slot(t, q) + lo, hi - lo);
 }
 
 const float *sf_trainer_node_sum(SfTrainer *t)
 {
     const int64_t np = sf_model_nparams(t->model);
     const float *w = sf_model_params(t->model);
-    drop_lines(w, t->shared_lo); /* the other ranks update these next */
-    drop_lines(w + t->shared_hi, np - t->shared_hi);
+    sf_shared_drop(w, t->shared_lo); /* the other ranks update these next */
+    sf_shared_drop(w + t->shared_hi, np - t->shared_hi);
     sf_shared_sync(t->shared, 0);
-    sum_slice(t, t->shared_lo, t->shared_hi);
+    sf_shared_sum_slice(t->shared_slots, t->size, t->rank, t->shared_lo, t->shared_hi);
     for (int k = 0; k < SF_MODEL_GRAD_TAIL; k++) {
         float s = slot(t, 0)[np + k];
         for (int q = 1; q < t->size; q++)
