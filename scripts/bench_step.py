@@ -7,7 +7,8 @@ configs/fashion-cnn.ini, at global batch 128 on Fashion-MNIST, all with
 configs/fashion-mlp.ini's optimizer, SGD momentum 0.9; more with --model)
 and each round, back to back:
   - shardfit on 1 rank and on 2 ranks (one run per comm.bucket_mb value in
-    BENCH_BUCKETS on 2 ranks, and one with comm.node_shared for "shared"),
+    BENCH_BUCKETS on 2 ranks, with comm.node_shared off, the allreduce; and
+    one with comm.node_shared, the default, for "shared"),
     no validation, no checkpoints: samples/s and
     phase seconds of the steps after WARMUP, taken as the difference of a
     run of WARMUP + steps steps and one of WARMUP (the first steps touch
@@ -150,7 +151,9 @@ def shardfit_run(layers, np_, steps, bucket_mb, trace=False):
         if bucket_mb == "shared":  # comm.node_shared, whose bucket_mb is 0
             more["comm.node_shared"] = "true"
         elif bucket_mb not in (None, "default"):
+            # the allreduce: node_shared (the default) would take bucket_mb 0
             more["comm.bucket_mb"] = str(bucket_mb)
+            more["comm.node_shared"] = "false"
         if trace:
             more["log.trace"] = "trace.json"
             more["log.trace_steps"] = f"{WARMUP + 1}:{steps}"

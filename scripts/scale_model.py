@@ -50,10 +50,19 @@ beta = B P / (2 (P - 1)). Measured points are predicted with their own P's
 fit; the projection uses the largest P's alpha, and beta either from that
 fit ("measured") or from a link's nominal rate. With overlap the allreduce
 runs while backward goes on, so up to the backward time of the step hides:
-step = o + s b + max(0, AR - backward(b)). The projection keeps each node's
-share b of the batch (a fixed global batch runs out of samples per node
-long before 1024 nodes), gives each node its own cores (c = 1), and
-compares P nodes with one node computing the same share.
+step = o + s b + max(0, AR - backward(b)).
+
+A point whose ranks summed the gradient in node-shared memory
+(comm.node_shared, the default when every rank is on one host; its
+summary.json says "gradient_sum": "node_shared") ran no allreduce: its
+sum is priced by `bench-comm --shared` at its P, t = A + B n as measured
+(no ring), and its ranks each updated 1/P of the weights, so its compute
+is the co-located runs' less (1 - 1/P) of the 1-rank optimizer.
+
+The projection to many nodes sums by allreduce, whatever the sweep did. It
+keeps each node's share b of the batch (a fixed global batch runs out of
+samples per node long before 1024 nodes), gives each node its own cores
+(c = 1), and compares P nodes with one node computing the same share.
 """
 import csv
 import math
@@ -134,7 +143,18 @@ def calibrate(points):
     fb = float(np.mean([1.0 - (p.get("optimizer_ms", 0.0) + p.get("data_ms", 0.0)) /
                         max(1e-9, p["step_ms"] - p["allreduce_ms"]) for p in ones]))
     return {"o": float(o), "s": float(s), "backward_per_sample": bwd,
-            "fb_share": min(1.0, max(0.0, fb))}
+            "fb_share": min(1.0, max(0.0, fb)), "optimizer": float(opt)}
+
+
+def node_shared(point):
+    """Whether a point summed its gradient in node-shared memory."""
+    return point.get("gradient_sum") == "node_shared"
+
+
+def shared_update_saving(cal, p):
+    """Seconds of optimizer a rank of a node-shared point does not spend:
+    it updates 1/P of the weights, the 1-rank runs all of them."""
+    return cal["optimizer"] * (1.0 - 1.0 / p)
 
 
 def contention(hosts, p, threads, cores=None):
@@ -197,24 +217,34 @@ def step_s(cal, p, batch, nbytes, alpha, beta, overlap=False, contend=1.0,
     return compute + exchange + ar
 
 
-def run_bench_comm(a, p, launcher, shardfit, run):
+def shared_max(nbytes):
+    """bench-comm --shared's largest size: the gradient's, rounded up to a
+    power of two, times 4 (at least 1 MiB): every rank maps a slot of it."""
+    return str(max(1 << 20, 4 << max(0, int(nbytes - 1).bit_length())))
+
+
+def run_bench_comm(a, p, launcher, shardfit, run, shared_bytes=None):
     """bench-comm over p ranks of the sweep's hosts, --repeat times, each
     size's time the median over the runs (one run's curve jumped 30% between
     neighbouring sizes on the 2-core machine); ((A, B), None) or (None,
-    message)."""
+    message). With shared_bytes (the gradient's), the node-shared sum's
+    curve (--shared) up to a few times that."""
     curves = []
-    print("[model] shardfit bench-comm on %d ranks%s ..." %
-          (p, " x %d" % a.repeat if a.repeat > 1 else ""), end=" ", flush=True)
+    what = "bench-comm --shared" if shared_bytes else "bench-comm"
+    print("[model] shardfit %s on %d ranks%s ..." %
+          (what, p, " x %d" % a.repeat if a.repeat > 1 else ""), end=" ", flush=True)
     for r in range(a.repeat):
-        name = "bench-comm-p%d%s" % (p, "-r%d" % r if a.repeat > 1 else "")
+        name = "bench-comm%s-p%d%s" % ("-shared" if shared_bytes else "", p,
+                                       "-r%d" % r if a.repeat > 1 else "")
         out = os.path.abspath(os.path.join(a.out, name + ".csv"))
         cmd = launcher(a.hosts, p) + [shardfit(), "bench-comm", "--csv", out, "--max",
-                                        a.comm_max]
+                                        shared_max(shared_bytes) if shared_bytes else
+                                        a.comm_max] + (["--shared"] if shared_bytes else [])
         status, text = run(cmd, os.path.join(a.out, name + ".txt"), a.timeout)
         if status != 0:
             print("FAILED")
-            return None, "bench-comm on %d ranks failed (exit %d), see %s.txt" % (
-                p, status, name)
+            return None, "%s on %d ranks failed (exit %d), see %s.txt" % (
+                what, p, status, name)
         with open(out) as f:
             curves.append({float(r["bytes"]): float(r["median_s"]) for r in csv.DictReader(f)})
     sizes = sorted(set.intersection(*(set(c) for c in curves)))
@@ -223,7 +253,8 @@ def run_bench_comm(a, p, launcher, shardfit, run):
     return (A, B), None
 
 
-def run_step_comm(a, p, work, exchange, nbytes, ar_s, launcher, shardfit, run):
+def run_step_comm(a, p, work, exchange, nbytes, ar_s, launcher, shardfit, run,
+                  shared=False):
     """What a step's collectives cost when the ranks compute between them:
     `bench-comm --compute-us U1,U2 --exchange-bytes E --allreduce-bytes N`
     lays an iteration out as a step, work = (U1, U2) seconds before and
@@ -233,7 +264,8 @@ def run_step_comm(a, p, work, exchange, nbytes, ar_s, launcher, shardfit, run):
     step's communication is synced - free, that iteration less the same
     work without collectives. Returns (that, the exchange alone back to
     back), in seconds, each the median of --repeat runs; None if every run
-    failed. On this machine it differs from the curve's allreduce plus the
+    failed. shared: the node-shared sum (--shared) instead of the
+    allreduce. On this machine it differs from the curve's allreduce plus the
     exchange both ways: with more ranks than cores a rank still in a
     collective waits for a core that another rank, back to computing,
     holds; over a rate-limited link the work between steps lets the
@@ -243,10 +275,13 @@ def run_step_comm(a, p, work, exchange, nbytes, ar_s, launcher, shardfit, run):
     u1, u2 = work
     iters = int(min(100, max(10, 0.5 / max(1e-6, u1 + u2 + ar_s))))
     for r in range(a.repeat):
-        name = "sync-p%d-%.0fus%s" % (p, (u1 + u2) * 1e6, "-r%d" % r if a.repeat > 1 else "")
+        name = "sync%s-p%d-%.0fus%s" % ("-shared" if shared else "", p, (u1 + u2) * 1e6,
+                                        "-r%d" % r if a.repeat > 1 else "")
         cmd = launcher(a.hosts, p) + [shardfit(), "bench-comm", "--compute-us",
                                         "%.1f,%.1f" % (u1 * 1e6, u2 * 1e6), "--repeat",
                                         str(iters), "--allreduce-bytes", str(nbytes)]
+        if shared:
+            cmd.append("--shared")
         if exchange:
             cmd += ["--exchange-bytes", str(exchange)]
         status, text = run(cmd, os.path.join(a.out, name + ".txt"), a.timeout)
@@ -332,27 +367,40 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
     if not lines:
         print("scripts/scale: --project skipped: " + "; ".join(errs))
         return "\n## Model\n\nNot fitted: %s.\n" % "; ".join(errs)
+    nbytes = 4 * (nparams + 8)
+    # The node-shared sum's own curve, at every P a point used it.
+    shared_lines = {}
+    for p in sorted({p for (_, p), pt in points.items() if p >= 2 and node_shared(pt)}):
+        line, err = run_bench_comm(a, p, launcher, shardfit, run, shared_bytes=nbytes)
+        if err:
+            errs.append(err)
+        else:
+            shared_lines[p] = line
     loader, threads, data = point_config(next(iter(points.values())))
     row = sample_bytes(data) if loader == "shard" else None
     measured, cont, how = measure_compute(a, points, colocate, threads)
-    nbytes = 4 * (nparams + 8)
     comms, exchanged = {}, {}
     for (b, p), pt in sorted(points.items()):
-        if p < 2 or p not in lines:
+        shared = node_shared(pt)
+        if p < 2 or p not in (shared_lines if shared else lines):
             continue
         share = pt.get("per_rank_batch") or math.ceil(b / p)
         alone = (measured[(b, p)] / cont[(b, p)] if (b, p) in measured
                  else cal["o"] + cal["s"] * share)
         # The work before the exchange is forward and backward; after the
-        # allreduce come the optimizer and the next gather.
-        work = (alone * cal["fb_share"], alone * (1.0 - cal["fb_share"]))
+        # allreduce come the optimizer and the next gather (node-shared:
+        # 1/P of the optimizer).
+        after = alone * (1.0 - cal["fb_share"])
+        if shared:
+            after = max(0.0, after - shared_update_saving(cal, p))
+        work = (alone * cal["fb_share"], after)
         ex_bytes = exchange_bytes(p, share, row) if row else 0
         print("[model] bench-comm --compute-us on %d ranks (%.0f us of work%s) ..." %
               (p, alone * 1e6, ", a %d-byte exchange" % ex_bytes if ex_bytes else ""),
               end=" ", flush=True)
-        A, B = lines[p]
+        A, B = (shared_lines if shared else lines)[p]
         d = run_step_comm(a, p, work, ex_bytes, nbytes, A + B * nbytes, launcher,
-                          shardfit, run)
+                          shardfit, run, shared)
         if d is None:
             print("FAILED", flush=True)
             continue
@@ -381,6 +429,15 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         al, be = ring_params(A, B, p)
         md.append("| %d | %.1f | %.4g | %.2f | %.2f |\n" %
                   (p, A * 1e6, B * 1e9, al * 1e6, 8e-9 / be if be > 0 else float("inf")))
+    if shared_lines:
+        md.append("\nThe node-shared sum (`shardfit bench-comm --shared`, t = A + B n as "
+                  "measured), for the points whose ranks summed the gradient in "
+                  "memory they share (comm.node_shared, marked *shared* below; their "
+                  "compute is less (1 - 1/P) of the 1-rank optimizer, %.3f ms, as each "
+                  "rank updates 1/P of the weights):\n\n"
+                  "| ranks | A us | B ns/byte |\n|---|---|---|\n" % (cal["optimizer"] * 1e3))
+        for p, (A, B) in sorted(shared_lines.items()):
+            md.append("| %d | %.1f | %.4g |\n" % (p, A * 1e6, B * 1e9))
     for e in errs:
         md.append("\n%s.\n" % e)
     md.append("\nA step's communication comes from `bench-comm --compute-us U1,U2 "
@@ -395,13 +452,15 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
               (100 * cal["fb_share"], "%d bytes a sample, (P-1)/P of a rank's share "
                "from the others" % row if exchanged else "not measured: a latency per "
                "peer instead"))
-    md.append("\n| ranks | batch | c(P) | compute ms | allreduce ms | exchange ms | "
-              "meeting among the work ms | predicted ms | measured ms | error |\n"
+    md.append("\n| ranks | batch | c(P) | compute ms | allreduce (or shared sum) ms | "
+              "exchange ms | meeting among the work ms | predicted ms | measured ms | "
+              "error |\n"
               "|---|---|---|---|---|---|---|---|---|---|\n")
     fits = []
     print("[model] predicted step time of every measured point:")
     for (b, p), pt in points.items():
-        if p > 1 and p not in lines:
+        shared = p > 1 and node_shared(pt)
+        if p > 1 and p not in (shared_lines if shared else lines):
             continue
         A, B = lines.get(p, (0.0, 0.0))
         al, be = ring_params(A, B, p) if p > 1 else (0.0, 0.0)
@@ -409,6 +468,10 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         share = pt.get("per_rank_batch") or math.ceil(b / p)
         comp = measured.get((b, p)) or c * (cal["o"] + cal["s"] * share)
         ar = allreduce_s(p, nbytes, al, be)
+        if shared:
+            comp -= c * shared_update_saving(cal, p)
+            As, Bs = shared_lines[p]
+            ar = As + Bs * nbytes
         ex = exchanged.get((b, p))
         if ex is None:
             ex = exchange_s(loader, p, share, al)
@@ -422,15 +485,17 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
             sync = comms[(b, p)] - ar - (ex if (b, p) in exchanged else 0.0)
         pred = (comp + ar + ex + sync) * 1e3
         e = (pred - pt["step_ms"]) / pt["step_ms"]
-        fits.append({"ranks": p, "batch_size": b, "contention": c,
+        fits.append({"ranks": p, "batch_size": b, "gradient_sum": pt.get("gradient_sum")
+                     or ("none" if p == 1 else "allreduce"), "contention": c,
                      "compute_ms": comp * 1e3, "allreduce_ms": ar * 1e3,
                      "exchange_ms": ex * 1e3, "sync_ms": sync * 1e3,
                      "measured_ms": pt["step_ms"], "predicted_ms": pred, "error": e})
-        md.append("| %d | %d | %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %+.1f%% |\n" %
-                  (p, b, c, comp * 1e3, ar * 1e3, ex * 1e3, sync * 1e3, pred,
-                   pt["step_ms"], 100 * e))
-        print("  %d rank%s, batch %d: measured %.3f ms, predicted %.3f ms (%+.1f%%)" %
-              (p, "" if p == 1 else "s", b, pt["step_ms"], pred, 100 * e))
+        md.append("| %d%s | %d | %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %+.1f%% |\n" %
+                  (p, " *shared*" if shared else "", b, c, comp * 1e3, ar * 1e3, ex * 1e3,
+                   sync * 1e3, pred, pt["step_ms"], 100 * e))
+        print("  %d rank%s%s, batch %d: measured %.3f ms, predicted %.3f ms (%+.1f%%)" %
+              (p, "" if p == 1 else "s", " (node-shared sum)" if shared else "", b,
+               pt["step_ms"], pred, 100 * e))
     with open(os.path.join(a.out, "model_fit.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, list(fits[0].keys()))
         w.writeheader()

@@ -1,10 +1,11 @@
 /* cmd_bench_comm.c: `shardfit bench-comm [--min BYTES] [--max BYTES]
  * [--repeat R] [--csv FILE] [--compute-us U[,U2]] [--exchange-bytes E]
- * [--allreduce-bytes N]`:
+ * [--allreduce-bytes N] [--shared]`:
  * how long MPI_Allreduce of a float sum takes on these ranks and links, from
  * 4 KiB to 64 MiB by powers of two, and the latency-bandwidth line through
  * it; with --compute-us, what the meetings of a step cost when the ranks
- * compute between them.
+ * compute between them. --shared times the gradient sum of
+ * comm.node_shared instead of the allreduce, in both (ranks on one host).
  *
  * The numbers calibrate the scaling model of scripts/scale --project: an
  * allreduce of n bytes takes alpha + beta * n. Each time is the slowest
@@ -20,6 +21,7 @@
 #include "commands.h"
 #include "shardfit/comm.h"
 #include "shardfit/metrics.h"
+#include "shared_sum.h"
 
 typedef struct Options {
     long long min, max;
@@ -29,7 +31,48 @@ typedef struct Options {
     double compute_us2; /* work after the exchange (--compute-us U1,U2) */
     long long exchange_bytes; /* > 0: an alltoallv meeting too */
     long long allreduce_bytes; /* the sync mode's allreduce (8: a meeting only) */
+    int shared;               /* the node-shared sum instead of MPI_Allreduce */
 } Options;
+
+/* The gradient sum being timed: MPI_Allreduce, or (--shared) training's
+ * node-shared sum over the ranks' slots of one window. */
+typedef struct GradSum {
+    SfComm *c;
+    SfShared *win; /* NULL: MPI_Allreduce */
+    float **slots; /* each rank's slot in win */
+    int rank, p;
+} GradSum;
+
+/* The sum of n floats as a step makes it: MPI_Allreduce of buf in place;
+ * or a sync, this rank adding every slot over its slice of them into its
+ * own, and the sync that ends the update (trainer_shared.c). */
+static void grad_sum(const GradSum *g, float *buf, int64_t n)
+{
+    if (!g->win) {
+        sf_comm_allreduce_sum_f32(g->c, buf, n);
+        return;
+    }
+    int64_t lo, hi;
+    sf_shared_slice(n, g->p, g->rank, &lo, &hi);
+    sf_shared_sync(g->win, 0);
+    sf_shared_sum_slice(g->slots, g->p, g->rank, lo, hi);
+    sf_shared_sync(g->win, 0);
+}
+
+/* --shared: this rank's slot written over n floats, as backward writes it
+ * before the sum (the lines are then in this rank's cache, which is where
+ * the others' reads find them in training). Not timed. Seconds it took;
+ * 0 without --shared. */
+static double grad_write(const GradSum *g, int64_t n)
+{
+    if (!g->win)
+        return 0.0;
+    double t0 = sf_clock();
+    float *s = g->slots[g->rank];
+    for (int64_t i = 0; i < n; i++)
+        s[i] = 1.0f;
+    return sf_clock() - t0;
+}
 
 /* "4096", "4K", "64M", "1G" (binary units). */
 static int parse_bytes(const char *s, long long *out)
@@ -69,7 +112,7 @@ static int parse_work(const char *s, Options *o)
 
 static int parse_args(int argc, char **argv, Options *o)
 {
-    *o = (Options){4LL << 10, 64LL << 20, 20, NULL, 0.0, 0.0, 0, 8};
+    *o = (Options){4LL << 10, 64LL << 20, 20, NULL, 0.0, 0.0, 0, 8, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--min") && v && !parse_bytes(v, &o->min))
@@ -88,11 +131,14 @@ static int parse_args(int argc, char **argv, Options *o)
         else if (!strcmp(a, "--allreduce-bytes") && v && !parse_bytes(v, &o->allreduce_bytes)
                  && o->allreduce_bytes >= 8 && o->allreduce_bytes <= (1LL << 30))
             i++;
+        else if (!strcmp(a, "--shared"))
+            o->shared = 1;
         else
             return sf_cli_usage_error("bench-comm", "bad argument '%s' (usage: "
                                       "shardfit bench-comm [--min BYTES] [--max BYTES] "
                                       "[--repeat R] [--csv FILE] [--compute-us U[,U2]] "
-                                      "[--exchange-bytes BYTES] [--allreduce-bytes BYTES]; "
+                                      "[--exchange-bytes BYTES] [--allreduce-bytes BYTES] "
+                                      "[--shared]; "
                                       "BYTES like 4K, 64M; U in (0, 1e6], U2 in [0, 1e6])", a);
     }
     if ((o->exchange_bytes || o->allreduce_bytes != 8) && o->compute_us <= 0.0)
@@ -110,20 +156,24 @@ static int by_value(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The slowest rank's seconds for one allreduce of n floats, per repeat:
- * up to `repeat` of them, fewer once a size has taken 2 s (64 MiB over a
- * 1 Gb/s link takes most of a second). The decision uses allreduced
- * times, so every rank stops alike. Returns the count kept in t. */
-static int time_size(SfComm *c, float *buf, int64_t n, int repeat, double *t)
+/* The slowest rank's seconds for one sum of n floats, per repeat: up to
+ * `repeat` of them, fewer once a size has taken 2 s (64 MiB over a 1 Gb/s
+ * link takes most of a second). The decision uses allreduced times, so
+ * every rank stops alike. Returns the count kept in t. */
+static int time_size(const GradSum *g, float *buf, int64_t n, int repeat, double *t)
 {
-    for (int w = 0; w < 2; w++)
-        sf_comm_allreduce_sum_f32(c, buf, n);
+    SfComm *c = g->c;
+    for (int w = 0; w < 2; w++) {
+        grad_write(g, n);
+        grad_sum(g, buf, n);
+    }
     double spent = 0.0;
     int k = 0;
     while (k < repeat && (k < 3 || spent < 2.0)) {
+        grad_write(g, n);
         sf_comm_barrier(c);
         double t0 = sf_clock();
-        sf_comm_allreduce_sum_f32(c, buf, n);
+        grad_sum(g, buf, n);
         double dt = sf_clock() - t0;
         sf_comm_allreduce_max_f64(c, &dt, 1);
         t[k++] = dt;
@@ -200,10 +250,13 @@ static double spin_rate(void)
 }
 
 /* Mean seconds per iteration of R iterations of what `what` says (DO_*
- * flags); the slowest rank's. */
-static double loop_s(SfComm *c, const Sync *s, int repeat, int what)
+ * flags); the slowest rank's. With --shared each sum follows the write of
+ * this rank's slot, whose time is left out. */
+static double loop_s(const GradSum *g, const Sync *s, int repeat, int what)
 {
+    SfComm *c = g->c;
     volatile float sink = 1.0f;
+    double unseen = 0.0;
     sf_comm_barrier(c);
     double t0 = sf_clock();
     for (int r = 0; r < repeat; r++) {
@@ -214,10 +267,12 @@ static double loop_s(SfComm *c, const Sync *s, int repeat, int what)
                               s->displ);
         if (what & DO_WORK)
             sink = spin(s->iters2, sink);
-        if (what & DO_ALLREDUCE)
-            sf_comm_allreduce_sum_f32(c, s->sum, s->nsum);
+        if (what & DO_ALLREDUCE) {
+            unseen += grad_write(g, s->nsum);
+            grad_sum(g, s->sum, s->nsum);
+        }
     }
-    double dt = (sf_clock() - t0) / repeat;
+    double dt = (sf_clock() - t0 - unseen) / repeat;
     sf_comm_allreduce_max_f64(c, &dt, 1);
     return dt;
 }
@@ -232,8 +287,9 @@ static double median5(double *v)
  * the small allreduce and the exchange alone, and the delay per iteration;
  * medians of 5 runs. Returns 0, or SF_EXIT_FAILURE when the exchange's
  * buffers do not fit in memory on some rank. */
-static int time_sync(SfComm *c, const Options *o, int rank, int p)
+static int time_sync(const GradSum *g, const Options *o, int rank, int p)
 {
+    SfComm *c = g->c;
     double rate = spin_rate();
     Sync s = {(long long)(rate * o->compute_us * 1e-6),
               (long long)(rate * o->compute_us2 * 1e-6), NULL, NULL,
@@ -267,22 +323,23 @@ static int time_sync(SfComm *c, const Options *o, int rank, int p)
     } else {
         double f[5], sy[5], a[5], x[5], d[5];
         for (int k = 0; k < 5; k++) {
-            f[k] = loop_s(c, &s, o->repeat, DO_WORK);
-            sy[k] = loop_s(c, &s, o->repeat, DO_WORK | DO_EXCHANGE | DO_ALLREDUCE);
-            a[k] = loop_s(c, &s, o->repeat, DO_ALLREDUCE);
-            x[k] = s.send ? loop_s(c, &s, o->repeat, DO_EXCHANGE) : 0.0;
+            f[k] = loop_s(g, &s, o->repeat, DO_WORK);
+            sy[k] = loop_s(g, &s, o->repeat, DO_WORK | DO_EXCHANGE | DO_ALLREDUCE);
+            a[k] = loop_s(g, &s, o->repeat, DO_ALLREDUCE);
+            x[k] = s.send ? loop_s(g, &s, o->repeat, DO_EXCHANGE) : 0.0;
             /* Both meetings back to back, as they are in synced. */
-            d[k] = sy[k] - f[k] - (s.send ? loop_s(c, &s, o->repeat, DO_EXCHANGE |
+            d[k] = sy[k] - f[k] - (s.send ? loop_s(g, &s, o->repeat, DO_EXCHANGE |
                                                    DO_ALLREDUCE) : a[k]);
         }
         double work = o->compute_us + o->compute_us2;
         if (rank == 0)
             printf("shardfit bench-comm: %d rank%s computing %.0f us of CPU work "
-                   "between meetings (%san allreduce of %lld bytes), %d iterations, "
+                   "between meetings (%s%s of %lld bytes), %d iterations, "
                    "medians of 5 runs\n"
                    "sync: compute_us=%.1f free_us=%.1f synced_us=%.1f allreduce_us=%.1f "
                    "exchange_us=%.1f delay_us=%.1f\n", p, p == 1 ? "" : "s", work,
-                   s.send ? "an exchange, then " : "", (long long)s.nsum * 4,
+                   s.send ? "an exchange, then " : "",
+                   g->win ? "a node-shared sum" : "an allreduce", (long long)s.nsum * 4,
                    o->repeat, work, median5(f) * 1e6, median5(sy) * 1e6,
                    median5(a) * 1e6, median5(x) * 1e6, median5(d) * 1e6);
     }
@@ -330,6 +387,36 @@ static void fit(const double *bytes, const double *t, int n, double *alpha,
     }
 }
 
+/* Collective: the window of --shared freed (none is fine). */
+static void shared_end(GradSum *g)
+{
+    sf_shared_free(g->win);
+    free(g->slots);
+    g->win = NULL;
+    g->slots = NULL;
+}
+
+/* --shared: a window with a slot of `bytes` for every rank. Returns 0, or
+ * an exit status after saying, on rank 0, why there is none. */
+static int shared_begin(GradSum *g, long long bytes)
+{
+    g->win = sf_comm_shared_create(g->c, (size_t)bytes);
+    g->slots = g->win ? malloc((size_t)g->p * sizeof *g->slots) : NULL;
+    int first = -1, status = sf_comm_agree(g->c, g->slots ? 0 : SF_EXIT_FAILURE, &first);
+    if (status) {
+        if (g->rank == 0)
+            fprintf(stderr, "shardfit bench-comm: error: --shared needs 2 or more ranks, "
+                    "all on one host, and room in /dev/shm for %d x %lld bytes (or a "
+                    "rank ran out of memory)\n",
+                    g->p, bytes);
+        shared_end(g);
+        return status;
+    }
+    for (int r = 0; r < g->p; r++)
+        g->slots[r] = sf_shared_segment(g->win, r);
+    return 0;
+}
+
 int sf_cmd_bench_comm(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
@@ -345,8 +432,10 @@ int sf_cmd_bench_comm(int argc, char **argv)
                "meeting: U us of work, an alltoallv in which each rank receives "
                "BYTES from the others, U2 us of work, the allreduce (exchange_us: "
                "the alltoallv alone); --allreduce-bytes sets that allreduce's "
-               "size (8; the gradient's, to see how it fares among the work); run "
-               "under mpirun -np P\n");
+               "size (8; the gradient's, to see how it fares among the work); "
+               "--shared times, in both, the gradient sum of comm.node_shared "
+               "instead of the allreduce (every rank on one host); run under "
+               "mpirun -np P\n");
         return SF_EXIT_OK;
     }
     Options o;
@@ -359,12 +448,21 @@ int sf_cmd_bench_comm(int argc, char **argv)
         return SF_EXIT_FAILURE;
     }
     int rank = sf_comm_rank(comm), p = sf_comm_size(comm);
+    GradSum g = {comm, NULL, NULL, rank, p};
+    if (o.shared) {
+        status = shared_begin(&g, o.compute_us > 0.0 ? o.allreduce_bytes : o.max);
+        if (status) {
+            sf_comm_free(comm);
+            return status;
+        }
+    }
     if (o.compute_us > 0.0) {
-        status = time_sync(comm, &o, rank, p);
+        status = time_sync(&g, &o, rank, p);
+        shared_end(&g);
         sf_comm_free(comm);
         return status;
     }
-    float *buf = calloc((size_t)(o.max / 4), sizeof(float));
+    float *buf = g.win ? g.slots[rank] : calloc((size_t)(o.max / 4), sizeof(float));
     double *t = malloc((size_t)o.repeat * sizeof *t);
     double bytes[48] = {0}, median[48] = {0};
     FILE *csv = NULL;
@@ -382,9 +480,11 @@ int sf_cmd_bench_comm(int argc, char **argv)
         goto done;
     }
     if (rank == 0) {
-        printf("shardfit bench-comm: MPI_Allreduce, float sum, %d rank%s; median "
-               "of up to %d repeats of the slowest rank's time\n", p,
-               p == 1 ? "" : "s", o.repeat);
+        printf("shardfit bench-comm: %s, float sum, %d rank%s; median "
+               "of up to %d repeats of the slowest rank's time\n",
+               g.win ? "the node-shared sum (comm.node_shared: sync, each rank adds "
+                       "every slot over its slice, sync)" : "MPI_Allreduce",
+               p, p == 1 ? "" : "s", o.repeat);
         printf("%12s %12s %12s %12s %8s %12s\n", "bytes", "median_us", "min_us",
                "max_us", "repeats", "algbw_GB/s");
         if (csv)
@@ -392,7 +492,7 @@ int sf_cmd_bench_comm(int argc, char **argv)
     }
     int n = 0;
     for (long long b = o.min; b <= o.max && n < 48; b *= 2, n++) {
-        int k = time_size(comm, buf, b / 4, o.repeat, t);
+        int k = time_size(&g, buf, b / 4, o.repeat, t);
         qsort(t, (size_t)k, sizeof *t, by_value);
         double med = k % 2 ? t[k / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
         bytes[n] = (double)(b / 4 * 4);
@@ -411,7 +511,10 @@ int sf_cmd_bench_comm(int argc, char **argv)
         fit(bytes, median, n, &alpha, &beta);
         printf("fit: alpha = %.2f us (latency), beta = %.4g ns/byte (%.3f GB/s "
                "of buffer)\n", alpha * 1e6, beta * 1e9, beta > 0 ? 1e-9 / beta : 0.0);
-        if (p > 1)
+        if (g.win)
+            printf("node-shared: each rank reads the %d slots over its 1/%d of the "
+                   "bytes; alpha is the two syncs\n", p, p);
+        else if (p > 1)
             printf("as a ring allreduce (2(P-1) steps, 2(P-1)/P of the bytes per "
                    "rank): alpha per step = %.2f us, link = %.3f Gb/s\n",
                    alpha / (2.0 * (p - 1)) * 1e6,
@@ -427,8 +530,10 @@ int sf_cmd_bench_comm(int argc, char **argv)
 done:
     if (csv)
         fclose(csv);
-    free(buf);
+    if (!g.win)
+        free(buf);
     free(t);
+    shared_end(&g);
     sf_comm_free(comm);
     return status;
 }

@@ -10,6 +10,7 @@
  * "unified" model's recipe, MPI 3.1 §11.5.4 and its example 11.10). */
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 
 #include "comm_internal.h"
@@ -27,14 +28,20 @@ struct SfShared {
 
 /* Whether Open MPI's backing directory for shared windows (osc_sm's,
  * /dev/shm unless OMPI_MCA_osc_sm_backing_directory says otherwise) has
- * room for total bytes. The files are sparse: a full tmpfs would not fail
- * the allocation but kill a rank with SIGBUS when it first touches a page
- * (a container's 64 MB /dev/shm is the usual case). */
+ * room for total bytes, and this process may write a file that large. The
+ * files are sparse: a full tmpfs would not fail the allocation but kill a
+ * rank with SIGBUS when it first touches a page (a container's 64 MB
+ * /dev/shm is the usual case); past the file size limit (ulimit -f), the
+ * rank that sizes the file dies of SIGXFSZ. */
 static int room_for(unsigned long long total)
 {
     const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
     struct statvfs fs;
+    struct rlimit fsize;
     if (statvfs(dir && *dir ? dir : "/dev/shm", &fs) != 0)
+        return 0;
+    if (getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur != RLIM_INFINITY &&
+        fsize.rlim_cur < total)
         return 0;
     return (unsigned long long)fs.f_bavail * fs.f_frsize >= total;
 }

@@ -156,9 +156,10 @@ const ConfigKey config_keys[CONFIG_NKEYS] = {
     { "comm", "bucket_mb", KEY_DOUBLE, AT(comm.bucket_mb), "0", GE(0), NULL,
       "MiB per gradient bucket, summed while backward goes on; 0: one "
       "allreduce after backward" },
-    { "comm", "node_shared", KEY_BOOL, AT(comm.node_shared), "false", ANY, NULL,
+    { "comm", "node_shared", KEY_BOOL, AT(comm.node_shared), "true", ANY, NULL,
       "ranks all on one host sum the gradient and update the weights in "
-      "memory they share instead of an allreduce (not with bucket_mb > 0)" },
+      "memory they share instead of an allreduce (not with bucket_mb > 0; "
+      "on several hosts the allreduce)" },
 
     { "log", "dir", KEY_STRING, AT(log.dir), "runs/default", ANY, NULL,
       "where metrics and traces are written" },

@@ -171,11 +171,15 @@ void sf_trainer_print_start(const SfTrainer *t)
         else if (t->nbuckets > 0)
             printf("shardfit: gradient summed in %d buckets during backward "
                    "(comm.bucket_mb = %g)\n", t->nbuckets, c->comm.bucket_mb);
+        else if (!sf_trainer_node_shared_asked(c))
+            printf("shardfit: gradient summed by one allreduce after backward\n");
+        else if (nhosts > 1)
+            printf("shardfit: gradient summed by one allreduce after backward "
+                   "(ranks on several hosts; comm.node_shared is for one)\n");
         else
-            printf("shardfit: gradient summed by one allreduce after backward%s\n",
-                   sf_trainer_node_shared_asked(c)
-                       ? " (comm.node_shared needs every rank on one host and room "
-                         "in /dev/shm)" : "");
+            printf("shardfit: gradient summed by one allreduce after backward "
+                   "(comm.node_shared: no room for its window in /dev/shm, or past the "
+                   "file size limit)\n");
     }
     printf("shardfit: model %s, %lld parameters, loss %s, optimizer %s lr %g\n",
            model, (long long)sf_model_nparams(t->model),

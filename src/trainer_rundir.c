@@ -253,6 +253,9 @@ static char *format_summary(const SfTrainer *t, const SfTrainResult *res,
     put_string(&b, t->last_checkpoint[0] ? t->last_checkpoint : NULL);
     put(&b, ",\n  \"ranks\": %d,\n", t->size);
     put_hosts(&b, t);
+    /* how the ranks summed the gradient: what scripts/scale's model needs */
+    put(&b, "  \"gradient_sum\": \"%s\",\n", t->size == 1 ? "none"
+        : t->shared ? "node_shared" : t->nbuckets > 0 ? "buckets" : "allreduce");
     put(&b, "  \"train_samples\": %lld,\n  \"batch_size\": %lld,\n  \"layers\": ",
         (long long)t->n, (long long)t->batch);
     put_string(&b, c->model.layers);

@@ -116,10 +116,12 @@ if grep -q "3 ranks on 3 hosts: sfh1 (rank 0), sfh2 (rank 1), sfh3 (rank 2)" "$t
    grep -q "4 ranks on 2 hosts: sfh1 (ranks 0-1), sfh2 (ranks 2-3)" "$tmp/h22-shard.out"
 then ok "the start says which ranks run on which host"; else cp "$tmp/h22-shard.out" "$tmp/out"; bad "the rank-to-host map"; fi
 
-# comm.node_shared on 2 hosts x 2 ranks: not all on one host, so the
-# allreduce, said on the start line, with 1 rank's results.
-train "-np 4 --npernode 2" h22-shared "$tmp/c.ini" --set comm.node_shared=true --set log.progress=epoch
-if [ $? -eq 0 ] && grep -q "allreduce after backward (comm.node_shared needs every rank on one host" "$tmp/h22-shared.out" &&
+# comm.node_shared (the default) on 2 hosts x 2 ranks: not all on one
+# host, so the allreduce, said on the start line and in summary.json, with
+# 1 rank's results.
+train "-np 4 --npernode 2" h22-shared "$tmp/c.ini" --set log.progress=epoch
+if [ $? -eq 0 ] && grep -q "allreduce after backward (ranks on several hosts; comm.node_shared is for one)" "$tmp/h22-shared.out" &&
+   grep -q '"gradient_sum": "allreduce"' "$tmp/h22-shared/summary.json" &&
    same_losses ref1 h22-shared && same_weights ref1 h22-shared
 then ok "comm.node_shared across hosts falls back to the allreduce, with 1 rank's weights"
 else cp "$tmp/h22-shared.out" "$tmp/out"; bad "comm.node_shared across hosts ($(cat "$tmp/cmp" 2>/dev/null))"; fi

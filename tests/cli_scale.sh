@@ -60,7 +60,9 @@ for r in range(nranks):
         (step,) = [e for e in mine if e["name"] == "step" and e["args"]["step"] == s]
         inside = {e["name"] for e in mine if e["args"]["step"] == s and
                   step["ts"] <= e["ts"] and e["ts"] + e["dur"] <= step["ts"] + step["dur"] + 0.002}
-        need = {"step", "data", "forward", "backward", "allreduce", "optimizer", "MPI allreduce"}
+        # the gradient's sum: node-shared on one host (the default)
+        need = {"step", "data", "forward", "backward", "allreduce", "optimizer",
+                "MPI shared gradient sync"}
         assert need <= inside, (s, inside)
     assert any(e["name"] == "eval" for e in mine) and any(e["name"] == "checkpoint" for e in mine)
 coll = [e for e in spans if e["cat"] == "collective"]
@@ -99,6 +101,20 @@ then ok "bench-comm: 4 KiB to 64 KiB, CSV and alpha/beta"
 else bad "bench-comm"; fi
 if "$SF" bench-comm --max 1X > "$T/out" 2>&1; then bad "bench-comm --max 1X accepted"
 else ok "bench-comm rejects a bad size"; fi
+# --shared: the node-shared sum's curve, and the same in the sync mode; not
+# on one rank (nobody to share with).
+if "$RUN" 2 "$SF" bench-comm --max 256K --repeat 5 --shared --csv "$T/bcs.csv" > "$T/out" 2>&1 &&
+   grep -q "the node-shared sum" "$T/out" && grep -q "^fit: alpha = " "$T/out" &&
+   [ "$(wc -l < "$T/bcs.csv")" -eq 8 ] &&
+   "$RUN" 2 "$SF" bench-comm --compute-us 300,100 --allreduce-bytes 256K --repeat 20 \
+       --shared >> "$T/out" 2>&1 &&
+   grep -q "a node-shared sum of 262144 bytes" "$T/out" && grep -q "^sync: .*allreduce_us=" "$T/out"
+then ok "bench-comm --shared: the node-shared sum's curve and its cost among work"
+else bad "bench-comm --shared"; fi
+if "$RUN" 1 "$SF" bench-comm --shared > "$T/out" 2>&1; then bad "bench-comm --shared on 1 rank"
+elif grep -q "needs 2 or more ranks, all on one host" "$T/out"
+then ok "bench-comm --shared on 1 rank: refused, said why"
+else bad "bench-comm --shared on 1 rank: no reason given"; fi
 
 # bench-comm --compute-us: the work it calibrates from CPU time takes at
 # least that long per iteration, and meeting the other rank costs >= 0 on
@@ -169,6 +185,11 @@ c = m.calibrate(pts)
 assert abs(c["o"] - cal["o"]) < 1e-9 and abs(c["s"] - cal["s"]) < 1e-12, c
 assert 0 < c["fb_share"] < 1, c
 assert m.exchange_bytes(4, 32, 785) == 24 * 785 and m.exchange_bytes(3, 43, 10) == 290
+# node-shared points: each rank updates 1/P of the weights
+assert abs(c["optimizer"] - 2e-4) < 1e-12, c
+assert abs(m.shared_update_saving(c, 4) - 1.5e-4) < 1e-12
+assert m.node_shared({"gradient_sum": "node_shared"}) and not m.node_shared({"gradient_sum": "allreduce"})
+assert m.shared_max(2140000) == str(16 << 20) and m.shared_max(1000) == str(1 << 20)
 full = m.step_s(cal, 4, 256, 1e6, alpha, beta)
 hidden = m.step_s(cal, 4, 256, 1e6, alpha, beta, overlap=True)
 assert abs(full - (cal["o"] + cal["s"] * 64 + m.allreduce_s(4, 1e6, alpha, beta))) < 1e-12
@@ -216,11 +237,16 @@ fit = list(csv.DictReader(open(os.path.join(d, "model_fit.csv"))))
 # "meeting among the work" may be negative (a rate limiter's burst); the
 # prediction is the sum of the terms.
 assert len(fit) == 2, fit
+# one host: the 2-rank point summed in node-shared memory, priced by its own
+# curve (bench-comm --shared)
+assert [r["gradient_sum"] for r in fit] == ["none", "node_shared"], fit
+assert os.path.exists(os.path.join(d, "bench-comm-shared-p2.csv"))
 for r in fit:
     terms = sum(float(r[k]) for k in ("compute_ms", "allreduce_ms", "exchange_ms", "sync_ms"))
     assert abs(terms - float(r["predicted_ms"])) <= 1e-3 * max(1e-3, abs(terms)), r
 report = open(os.path.join(d, "report.md")).read()
 assert "Where the time went" in report and "ms per step" in report and "failed" in report
+assert "2 *shared*" in report and "node-shared sum" in report, report
 assert "--exchange-bytes" in report and all(float(r["exchange_ms"]) >= 0 for r in fit), report
 PY
 then ok "sweep on 1 and 2 ranks: every column, PNGs, a failed point recorded, projection"

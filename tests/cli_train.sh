@@ -47,17 +47,20 @@ for np in 1 2 3; do
     then ok "trains end to end (np=$np)"; else bad "trains end to end (np=$np)"; fi
 done
 
-# comm.node_shared: said on the start line, and the same metrics as the
-# allreduce on 2 ranks (bitwise the same sums); with no room for the window
-# (here: a backing directory that does not exist) it falls back and says why.
+# comm.node_shared, the default on one host: said on the start line, and
+# the same metrics as the allreduce on 2 ranks (bitwise the same sums); with
+# no room for the window (here: a backing directory that does not exist) it
+# falls back and says why.
 rm -rf "$tmp/run"
-"$RUN" 2 "$SF" train "$tmp/c.ini" --set checkpoint.every_epochs=0 > "$tmp/out-ar" 2>&1
+"$RUN" 2 "$SF" train "$tmp/c.ini" --set checkpoint.every_epochs=0 \
+    --set comm.node_shared=false > "$tmp/out-ar" 2>&1
 cp "$tmp/run/metrics.jsonl" "$tmp/m-ar"
 rm -rf "$tmp/run"
-if timeout 120 "$RUN" 2 "$SF" train "$tmp/c.ini" --set comm.node_shared=true \
+if timeout 120 "$RUN" 2 "$SF" train "$tmp/c.ini" \
        --set checkpoint.every_epochs=0 > "$tmp/out" 2>&1 &&
    grep -q "^shardfit: gradient summed in node-shared memory" "$tmp/out" &&
    grep -q "^shardfit: gradient summed by one allreduce after backward\$" "$tmp/out-ar" &&
+   grep -q '"gradient_sum": "node_shared"' "$tmp/run/summary.json" &&
    /usr/bin/python3 - "$tmp/m-ar" "$tmp/run/metrics.jsonl" <<'PY'
 import json, sys
 a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
@@ -68,7 +71,7 @@ then ok "comm.node_shared on 2 ranks: the allreduce's metrics"; else bad "comm.n
 rm -rf "$tmp/run"
 if OMPI_MCA_osc_sm_backing_directory=/nonexistent MPIRUN_EXTRA="-x OMPI_MCA_osc_sm_backing_directory" \
        timeout 120 "$RUN" 2 "$SF" train "$tmp/c.ini" --set comm.node_shared=true > "$tmp/out" 2>&1 &&
-   grep -q "allreduce after backward (comm.node_shared needs every rank on one host and room in /dev/shm)" "$tmp/out"
+   grep -q "allreduce after backward (comm.node_shared: no room for its window in /dev/shm" "$tmp/out"
 then ok "comm.node_shared without room: the allreduce, said"; else bad "comm.node_shared without room: the allreduce, said"; fi
 
 summary
