@@ -53,11 +53,13 @@ runs while backward goes on, so up to the backward time of the step hides:
 step = o + s b + max(0, AR - backward(b)).
 
 A point whose ranks summed the gradient in node-shared memory
-(comm.node_shared, the default when every rank is on one host; its
-summary.json says "gradient_sum": "node_shared") ran no allreduce: its
-sum is priced by `bench-comm --shared` at its P, t = A + B n as measured
-(no ring), and its ranks each updated 1/P of the weights, so its compute
-is the co-located runs' less (1 - 1/P) of the 1-rank optimizer.
+(comm.node_shared, the default; its summary.json says "gradient_sum":
+"node_shared") ran no allreduce of the whole gradient: its sum is priced
+by `bench-comm --shared` over its hosts and P (the same sum: on several
+hosts each rank's slice summed on its host, then across hosts), t = A + B
+n as measured (no ring), and its ranks each updated 1/L of the weights (L
+ranks a host), so its compute is the co-located runs' less (1 - 1/L) of
+the 1-rank optimizer.
 
 The projection to many nodes sums by allreduce, whatever the sweep did. It
 keeps each node's share b of the batch (a fixed global batch runs out of
@@ -151,10 +153,12 @@ def node_shared(point):
     return point.get("gradient_sum") == "node_shared"
 
 
-def shared_update_saving(cal, p):
+def shared_update_saving(cal, point):
     """Seconds of optimizer a rank of a node-shared point does not spend:
-    it updates 1/P of the weights, the 1-rank runs all of them."""
-    return cal["optimizer"] * (1.0 - 1.0 / p)
+    it updates 1/L of the weights (L ranks on its host), the 1-rank runs all
+    of them."""
+    local = point["ranks"] / max(1, point.get("hosts") or 1)
+    return cal["optimizer"] * (1.0 - 1.0 / max(1.0, local))
 
 
 def contention(hosts, p, threads, cores=None):
@@ -392,7 +396,7 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         # 1/P of the optimizer).
         after = alone * (1.0 - cal["fb_share"])
         if shared:
-            after = max(0.0, after - shared_update_saving(cal, p))
+            after = max(0.0, after - shared_update_saving(cal, pt))
         work = (alone * cal["fb_share"], after)
         ex_bytes = exchange_bytes(p, share, row) if row else 0
         print("[model] bench-comm --compute-us on %d ranks (%.0f us of work%s) ..." %
@@ -433,8 +437,8 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         md.append("\nThe node-shared sum (`shardfit bench-comm --shared`, t = A + B n as "
                   "measured), for the points whose ranks summed the gradient in "
                   "memory they share (comm.node_shared, marked *shared* below; their "
-                  "compute is less (1 - 1/P) of the 1-rank optimizer, %.3f ms, as each "
-                  "rank updates 1/P of the weights):\n\n"
+                  "compute is less (1 - 1/L) of the 1-rank optimizer, %.3f ms, as each "
+                  "rank updates 1/L of the weights, L ranks a host):\n\n"
                   "| ranks | A us | B ns/byte |\n|---|---|---|\n" % (cal["optimizer"] * 1e3))
         for p, (A, B) in sorted(shared_lines.items()):
             md.append("| %d | %.1f | %.4g |\n" % (p, A * 1e6, B * 1e9))
@@ -469,7 +473,7 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
         comp = measured.get((b, p)) or c * (cal["o"] + cal["s"] * share)
         ar = allreduce_s(p, nbytes, al, be)
         if shared:
-            comp -= c * shared_update_saving(cal, p)
+            comp -= c * shared_update_saving(cal, pt)
             As, Bs = shared_lines[p]
             ar = As + Bs * nbytes
         ex = exchanged.get((b, p))

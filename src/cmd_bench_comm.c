@@ -35,17 +35,19 @@ typedef struct Options {
 } Options;
 
 /* The gradient sum being timed: MPI_Allreduce, or (--shared) training's
- * node-shared sum over the ranks' slots of one window. */
+ * node-shared sum over the slots of each host's window. */
 typedef struct GradSum {
     SfComm *c;
     SfShared *win; /* NULL: MPI_Allreduce */
-    float **slots; /* each rank's slot in win */
-    int rank, p;
+    float **slots; /* each node rank's slot in win */
+    int rank, p;   /* node rank and ranks on the host, with win */
 } GradSum;
 
 /* The sum of n floats as a step makes it: MPI_Allreduce of buf in place;
- * or a sync, this rank adding every slot over its slice of them into its
- * own, and the sync that ends the update (trainer_shared.c). */
+ * or a sync, this rank adding its host's slots over its slice of them
+ * into its own (on several hosts, then allreducing that slice with the
+ * other hosts'), and the sync that ends the update (trainer_shared.c; the
+ * tail's extra sync on several hosts is left out). */
 static void grad_sum(const GradSum *g, float *buf, int64_t n)
 {
     if (!g->win) {
@@ -56,6 +58,8 @@ static void grad_sum(const GradSum *g, float *buf, int64_t n)
     sf_shared_slice(n, g->p, g->rank, &lo, &hi);
     sf_shared_sync(g->win, 0);
     sf_shared_sum_slice(g->slots, g->p, g->rank, lo, hi);
+    if (sf_shared_hosts(g->win) > 1)
+        sf_shared_across_sum_f32(g->win, g->slots[g->rank] + lo, hi - lo);
     sf_shared_sync(g->win, 0);
 }
 
@@ -400,15 +404,18 @@ static void shared_end(GradSum *g)
  * an exit status after saying, on rank 0, why there is none. */
 static int shared_begin(GradSum *g, long long bytes)
 {
-    g->win = sf_comm_shared_create(g->c, (size_t)bytes);
+    g->win = sf_comm_shared_create(g->c, (size_t)bytes, (size_t)bytes);
+    if (g->win) {
+        g->rank = sf_shared_rank(g->win);
+        g->p = sf_shared_size(g->win);
+    }
     g->slots = g->win ? malloc((size_t)g->p * sizeof *g->slots) : NULL;
     int first = -1, status = sf_comm_agree(g->c, g->slots ? 0 : SF_EXIT_FAILURE, &first);
     if (status) {
-        if (g->rank == 0)
-            fprintf(stderr, "shardfit bench-comm: error: --shared needs 2 or more ranks, "
-                    "all on one host, and room in /dev/shm for %d x %lld bytes (or a "
-                    "rank ran out of memory)\n",
-                    g->p, bytes);
+        if (sf_comm_rank(g->c) == 0)
+            fprintf(stderr, "shardfit bench-comm: error: --shared needs 2 or more ranks "
+                    "on every host, as many on each, and room in /dev/shm for them "
+                    "x %lld bytes (or a rank ran out of memory)\n", bytes);
         shared_end(g);
         return status;
     }
@@ -462,7 +469,7 @@ int sf_cmd_bench_comm(int argc, char **argv)
         sf_comm_free(comm);
         return status;
     }
-    float *buf = g.win ? g.slots[rank] : calloc((size_t)(o.max / 4), sizeof(float));
+    float *buf = g.win ? g.slots[g.rank] : calloc((size_t)(o.max / 4), sizeof(float));
     double *t = malloc((size_t)o.repeat * sizeof *t);
     double bytes[48] = {0}, median[48] = {0};
     FILE *csv = NULL;
@@ -511,9 +518,13 @@ int sf_cmd_bench_comm(int argc, char **argv)
         fit(bytes, median, n, &alpha, &beta);
         printf("fit: alpha = %.2f us (latency), beta = %.4g ns/byte (%.3f GB/s "
                "of buffer)\n", alpha * 1e6, beta * 1e9, beta > 0 ? 1e-9 / beta : 0.0);
-        if (g.win)
+        if (g.win && sf_shared_hosts(g.win) > 1)
+            printf("node-shared on %d hosts: each rank reads its host's %d slots over "
+                   "its 1/%d of the bytes, then allreduces that 1/%d with the other "
+                   "hosts\n", sf_shared_hosts(g.win), g.p, g.p, g.p);
+        else if (g.win)
             printf("node-shared: each rank reads the %d slots over its 1/%d of the "
-                   "bytes; alpha is the two syncs\n", p, p);
+                   "bytes; alpha is the two syncs\n", g.p, g.p);
         else if (p > 1)
             printf("as a ring allreduce (2(P-1) steps, 2(P-1)/P of the bytes per "
                    "rank): alpha per step = %.2f us, link = %.3f Gb/s\n",

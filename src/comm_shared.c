@@ -1,7 +1,9 @@
-/* comm_shared.c: memory every rank of a one-host job maps (comm.h's
+/* comm_shared.c: memory the ranks of a host map together (comm.h's
  * SfShared), for the gradient sum and update done in place by the ranks
- * (trainer_shared.c) instead of an allreduce. With comm.c, comm_watchdog.c
- * and comm_buckets.c, the only code that calls MPI (comm_internal.h).
+ * (trainer_shared.c) instead of an allreduce, or before one between hosts;
+ * and the collectives of that sum over the host's ranks and across hosts.
+ * With comm.c, comm_watchdog.c and comm_buckets.c, the only code that
+ * calls MPI (comm_internal.h).
  *
  * An MPI-3 shared-memory window, in the passive-target epoch that
  * MPI_Win_lock_all(MPI_MODE_NOCHECK) opens once for the window's life: the
@@ -23,7 +25,12 @@
 struct SfShared {
     SfComm *c;
     MPI_Win win;
-    void **base; /* each rank's segment, mapped into this process */
+    MPI_Comm host;   /* this host's ranks: the window's group, the syncs' */
+    MPI_Comm across; /* the ranks of this one's node rank, one per host;
+                        MPI_COMM_NULL on one host */
+    int across_root; /* the one of them on rank 0's host */
+    int rank, size, hosts; /* node rank, ranks on the host, hosts */
+    void **base;     /* each node rank's segment, mapped into this process */
 };
 
 /* Whether Open MPI's backing directory for shared windows (osc_sm's,
@@ -46,33 +53,51 @@ static int room_for(unsigned long long total)
     return (unsigned long long)fs.f_bavail * fs.f_frsize >= total;
 }
 
-SfShared *sf_comm_shared_create(SfComm *c, size_t bytes)
+SfShared *sf_comm_shared_create(SfComm *c, size_t first_bytes, size_t bytes)
 {
     if (c->size < 2)
         return NULL;
-    /* Each segment, its alignment, and a margin. */
-    unsigned long long total = bytes + ALIGN + (2u << 20);
-    MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, c->comm);
-    /* All ranks of c on one host: the host's group is all of c. Every rank
-     * learns the same answer, so all return NULL alike. */
-    MPI_Comm node;
-    MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node);
-    int node_size, all_here;
-    MPI_Comm_size(node, &node_size);
-    all_here = node_size == c->size;
+    /* The host's ranks: a group per shared-memory domain. */
+    MPI_Comm host;
+    MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &host);
+    int rank, size;
+    MPI_Comm_rank(host, &rank);
+    MPI_Comm_size(host, &size);
+    /* Every host the same count, 2 or more: node rank r's slice of the
+     * weights is then the same on every host. {min, -max, hosts}. */
+    int shape[3] = {size, -size, rank == 0};
+    MPI_Allreduce(MPI_IN_PLACE, shape, 2, MPI_INT, MPI_MIN, c->comm);
+    MPI_Allreduce(MPI_IN_PLACE, shape + 2, 1, MPI_INT, MPI_SUM, c->comm);
+    /* Each segment, its alignment, and a margin, summed over the host. */
+    unsigned long long total = (rank == 0 ? first_bytes : bytes) + ALIGN + (2u << 20);
+    MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, host);
     SfShared *s = calloc(1, sizeof *s);
-    if (s && !(s->base = calloc((size_t)c->size, sizeof *s->base))) {
+    if (s && !(s->base = calloc((size_t)size, sizeof *s->base))) {
         free(s);
         s = NULL;
     }
-    int ok = all_here && s != NULL && room_for(total);
+    int ok = shape[0] == -shape[1] && size >= 2 && s != NULL && room_for(total);
     MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, c->comm);
     if (!ok) {
-        MPI_Comm_free(&node);
+        MPI_Comm_free(&host);
         if (s)
             free(s->base);
         free(s);
         return NULL;
+    }
+    s->host = host;
+    s->rank = rank;
+    s->size = size;
+    s->hosts = shape[2];
+    s->across = MPI_COMM_NULL;
+    if (s->hosts > 1) {
+        MPI_Comm_split(c->comm, rank, c->rank, &s->across);
+        /* which of them is on rank 0's host: restores start there */
+        int first_host = c->rank == 0, me;
+        MPI_Allreduce(MPI_IN_PLACE, &first_host, 1, MPI_INT, MPI_MAX, host);
+        MPI_Comm_rank(s->across, &me);
+        s->across_root = first_host ? me : 0;
+        MPI_Allreduce(MPI_IN_PLACE, &s->across_root, 1, MPI_INT, MPI_MAX, s->across);
     }
     /* Each segment on its own pages (noncontig), so no two ranks' blocks
      * share a cache line. */
@@ -81,20 +106,24 @@ SfShared *sf_comm_shared_create(SfComm *c, size_t bytes)
     MPI_Info_set(info, "alloc_shared_noncontig", "true");
     void *mine = NULL;
     watch_begin(c, OP_SHARED);
-    MPI_Win_allocate_shared((MPI_Aint)(bytes + ALIGN), 1, info, node, &mine, &s->win);
+    MPI_Win_allocate_shared((MPI_Aint)((rank == 0 ? first_bytes : bytes) + ALIGN), 1, info,
+                            host, &mine, &s->win);
     watch_end(c);
     MPI_Info_free(&info);
-    MPI_Comm_free(&node); /* the window keeps its own copy */
-    for (int r = 0; r < c->size; r++) {
-        MPI_Aint size;
+    for (int r = 0; r < size; r++) {
+        MPI_Aint len;
         int disp;
-        MPI_Win_shared_query(s->win, r, &size, &disp, &s->base[r]);
+        MPI_Win_shared_query(s->win, r, &len, &disp, &s->base[r]);
         s->base[r] = (void *)(((uintptr_t)s->base[r] + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
     }
     MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
     s->c = c;
     return s;
 }
+
+int sf_shared_rank(const SfShared *s) { return s->rank; }
+int sf_shared_size(const SfShared *s) { return s->size; }
+int sf_shared_hosts(const SfShared *s) { return s->hosts; }
 
 void *sf_shared_segment(const SfShared *s, int rank) { return s->base[rank]; }
 
@@ -103,10 +132,31 @@ int sf_shared_sync(SfShared *s, int flag)
     SfComm *c = s->c;
     MPI_Win_sync(s->win);
     watch_begin(c, OP_SHARED_SYNC);
-    MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, c->comm);
+    MPI_Allreduce(MPI_IN_PLACE, &flag, 1, MPI_INT, MPI_MAX, s->host);
     watch_end(c);
     MPI_Win_sync(s->win);
     return flag;
+}
+
+void sf_shared_host_sum_f64(SfShared *s, double *buf, int64_t n)
+{
+    watch_begin(s->c, OP_ALLREDUCE);
+    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, s->host);
+    watch_end(s->c);
+}
+
+void sf_shared_across_sum_f32(SfShared *s, float *buf, int64_t n)
+{
+    watch_begin(s->c, OP_ALLREDUCE);
+    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, s->across);
+    watch_end(s->c);
+}
+
+void sf_shared_across_bcast_f32(SfShared *s, float *buf, int64_t n)
+{
+    watch_begin(s->c, OP_BCAST);
+    MPI_Bcast(buf, (int)n, MPI_FLOAT, s->across_root, s->across);
+    watch_end(s->c);
 }
 
 void sf_shared_free(SfShared *s)
@@ -117,6 +167,9 @@ void sf_shared_free(SfShared *s)
     watch_begin(s->c, OP_SHARED);
     MPI_Win_free(&s->win);
     watch_end(s->c);
+    MPI_Comm_free(&s->host);
+    if (s->across != MPI_COMM_NULL)
+        MPI_Comm_free(&s->across);
     free(s->base);
     free(s);
 }

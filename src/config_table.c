@@ -157,9 +157,9 @@ const ConfigKey config_keys[CONFIG_NKEYS] = {
       "MiB per gradient bucket, summed while backward goes on; 0: one "
       "allreduce after backward" },
     { "comm", "node_shared", KEY_BOOL, AT(comm.node_shared), "true", ANY, NULL,
-      "ranks all on one host sum the gradient and update the weights in "
-      "memory they share instead of an allreduce (not with bucket_mb > 0; "
-      "on several hosts the allreduce)" },
+      "the ranks of a host sum the gradient and update the weights in "
+      "memory they share instead of an allreduce (on several hosts, then "
+      "an allreduce of each slice between them; not with bucket_mb > 0)" },
 
     { "log", "dir", KEY_STRING, AT(log.dir), "runs/default", ANY, NULL,
       "where metrics and traces are written" },

@@ -111,7 +111,7 @@ static int train_step(SfTrainer *t, int64_t s)
      * every rank makes the same collectives. */
     SfTargets tg = {classes ? t->classes : NULL, classes ? NULL : t->values};
     SfPass pass = {1, t->cfg->train.seed, t->step, t->perm + start + off,
-                   reduce_f64, t->comm, ph, t->shared && t->rank != 0};
+                   reduce_f64, t->comm, ph, !sf_trainer_shared_writer(t)};
     t->bucket_posted = 0;
     BucketHook bh = {t, len, bad_data};
     SfGradHook hook = {bucket_ready, &bh};
@@ -370,7 +370,7 @@ static void finish(SfTrainer *t, SfTrainResult *res)
     if (t->nhistory > 0)
         res->final = t->history[t->nhistory - 1];
     if (t->best_params && t->stopper.best_epoch > 0) {
-        if (!t->shared || t->rank == 0)
+        if (sf_trainer_shared_writer(t))
             memcpy(sf_model_params(t->model), t->best_params, (size_t)np * sizeof(float));
         sf_trainer_share_sync(t);
         res->restored_epoch = t->stopper.best_epoch;

@@ -109,8 +109,8 @@ static void broadcast(SfTrainer *t, Position *pos)
     if (!pos->found && !pos->init_only)
         return;
     const int64_t np = sf_model_nparams(t->model), ns = sf_model_nstate(t->model);
-    if (t->shared) /* the weights and state are rank 0's memory already */
-        sf_trainer_share_sync(t);
+    if (t->shared) /* the weights and state: rank 0's host's window already */
+        sf_trainer_share_restore(t, pos->found);
     else
         sf_comm_bcast_f32(t->comm, sf_model_params(t->model), ns, 0);
     if (!pos->found)

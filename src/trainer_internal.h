@@ -59,10 +59,10 @@ typedef struct SfTrainer {
      * allreduce after backward. */
     int nbuckets, bucket_posted;
     int64_t bucket_first[SF_TRAINER_MAX_BUCKETS];
-    /* comm.node_shared on one host (trainer_shared.c): the window holding
-     * the weights, the optimizer's state and each rank's gradient slot
-     * (rank 0's after shared_slot0 floats); this rank sums and updates
-     * floats [shared_lo, shared_hi); shared_slots[r] is rank r's slot;
+    /* comm.node_shared (trainer_shared.c): this host's window holding the
+     * weights, the optimizer's state and each rank's gradient slot (node
+     * rank 0's after shared_slot0 floats); this rank sums and updates
+     * floats [shared_lo, shared_hi); shared_slots[r] is node rank r's slot;
      * shared_tail holds the step's summed tail. NULL: the allreduce. */
     SfShared *shared;
     float **shared_slots;
@@ -101,23 +101,36 @@ static inline int sf_trainer_node_shared_asked(const SfConfig *c)
     return c->comm.node_shared && !(c->comm.bucket_mb > 0.0);
 }
 
-/* trainer_shared.c. Collective, after setup: with comm.node_shared and
- * every rank on one host (and bucket_mb 0), moves the weights, the
- * optimizer's state and the gradients into node-shared memory (t->shared);
- * else leaves t->shared NULL. Always 0 (a failed allocation aborts). */
+/* trainer_shared.c. Collective, after setup: with comm.node_shared (and
+ * bucket_mb 0) and 2 or more ranks on every host, as many on each, moves
+ * the weights, the optimizer's state and the gradients into memory each
+ * host's ranks share (t->shared); else leaves t->shared NULL. Always 0 (a
+ * failed allocation aborts). */
 int sf_trainer_share_node(SfTrainer *t);
 
-/* Collective: the step's gradient summed over the ranks on this rank's
- * slice, after a sync; returns the summed tail (TAIL_*). */
+/* Collective: the step's gradient summed over all ranks on this rank's
+ * slice (its host's, then across hosts), after a sync; returns the summed
+ * tail (TAIL_*). */
 const float *sf_trainer_node_sum(SfTrainer *t);
 
 /* Collective: clips (clip > 0) and updates this rank's slice, then syncs.
  * -1 on every rank when any rank's update was not finite, else 0. */
 int sf_trainer_node_update(SfTrainer *t, float scale, double clip, double lr);
 
-/* Collective: after rank 0 alone wrote the weights or state, every rank
- * sees them. No-op without t->shared. */
+/* Collective: after the writers (sf_trainer_shared_writer) alone wrote the
+ * weights or state, every rank sees them. No-op without t->shared. */
 void sf_trainer_share_sync(SfTrainer *t);
+
+/* Whether this rank writes the weights that it holds when they change
+ * outside a step: every rank without t->shared, node rank 0 of each host
+ * with it. */
+int sf_trainer_shared_writer(const SfTrainer *t);
+
+/* Collective, after rank 0 read a checkpoint into its weights (and, with
+ * with_state, the optimizer's state): with t->shared, every host's window
+ * gets them (across hosts, slice by slice) and every rank sees them.
+ * No-op without t->shared. */
+void sf_trainer_share_restore(SfTrainer *t, int with_state);
 
 /* Every rank holds the same weights: one small allgather; the answer is
  * the same on all ranks. -1 with the message on rank 0 when they differ. */

@@ -166,7 +166,11 @@ void sf_trainer_print_start(const SfTrainer *t)
            sf_config_loader_name(c->data.loader), (long long)t->slice_max,
            (long long)micro_per_step, micro_per_step == 1 ? "" : "es");
     if (t->size > 1) {
-        if (t->shared)
+        if (t->shared && sf_shared_hosts(t->shared) > 1)
+            printf("shardfit: gradient summed in node-shared memory on each of %d hosts, "
+                   "then allreduced between them (comm.node_shared)\n",
+                   sf_shared_hosts(t->shared));
+        else if (t->shared)
             printf("shardfit: gradient summed in node-shared memory (comm.node_shared)\n");
         else if (t->nbuckets > 0)
             printf("shardfit: gradient summed in %d buckets during backward "
@@ -175,7 +179,8 @@ void sf_trainer_print_start(const SfTrainer *t)
             printf("shardfit: gradient summed by one allreduce after backward\n");
         else if (nhosts > 1)
             printf("shardfit: gradient summed by one allreduce after backward "
-                   "(ranks on several hosts; comm.node_shared is for one)\n");
+                   "(comm.node_shared needs 2 or more ranks on every host, as many "
+                   "on each, and room in /dev/shm)\n");
         else
             printf("shardfit: gradient summed by one allreduce after backward "
                    "(comm.node_shared: no room for its window in /dev/shm, or past the "

@@ -2,7 +2,8 @@
 # cli_multihost.sh: shardfit across hosts, on the test cluster of
 # scripts/netns-cluster.sh (network namespaces over TCP; needs root). The
 # same weights on 1 local rank, 3 hosts x 1 rank and 2 hosts x 2 ranks with
-# every loader, and over 1gbit links; resume on another number of hosts; a
+# every loader (2 x 2: the node-shared sum on each host, then across), and
+# over 1gbit links; resume on another number of hosts; a
 # host that dies and a host cut off mid-run end the job, named, and the run
 # goes on from its last checkpoint on the hosts that remain. The cluster is
 # removed at the end, on failure too. Ends with "N passed, N failed".
@@ -116,15 +117,28 @@ if grep -q "3 ranks on 3 hosts: sfh1 (rank 0), sfh2 (rank 1), sfh3 (rank 2)" "$t
    grep -q "4 ranks on 2 hosts: sfh1 (ranks 0-1), sfh2 (ranks 2-3)" "$tmp/h22-shard.out"
 then ok "the start says which ranks run on which host"; else cp "$tmp/h22-shard.out" "$tmp/out"; bad "the rank-to-host map"; fi
 
-# comm.node_shared (the default) on 2 hosts x 2 ranks: not all on one
-# host, so the allreduce, said on the start line and in summary.json, with
-# 1 rank's results.
+# comm.node_shared (the default) on 2 hosts x 2 ranks: each host sums in
+# its shared memory, then the hosts allreduce; said on the start line and
+# in summary.json, with 1 rank's results. With clip_norm (its norm summed
+# by the host's slices) and Adam, too. One rank a host: the allreduce, said.
 train "-np 4 --npernode 2" h22-shared "$tmp/c.ini" --set log.progress=epoch
-if [ $? -eq 0 ] && grep -q "allreduce after backward (ranks on several hosts; comm.node_shared is for one)" "$tmp/h22-shared.out" &&
-   grep -q '"gradient_sum": "allreduce"' "$tmp/h22-shared/summary.json" &&
+if [ $? -eq 0 ] && grep -q "node-shared memory on each of 2 hosts, then allreduced between them" "$tmp/h22-shared.out" &&
+   grep -q '"gradient_sum": "node_shared"' "$tmp/h22-shared/summary.json" &&
    same_losses ref1 h22-shared && same_weights ref1 h22-shared
-then ok "comm.node_shared across hosts falls back to the allreduce, with 1 rank's weights"
-else cp "$tmp/h22-shared.out" "$tmp/out"; bad "comm.node_shared across hosts ($(cat "$tmp/cmp" 2>/dev/null))"; fi
+then ok "comm.node_shared on 2 hosts x 2 ranks: hierarchical, with 1 rank's weights"
+else cp "$tmp/h22-shared.out" "$tmp/out"; bad "comm.node_shared on 2 hosts x 2 ranks ($(cat "$tmp/cmp" 2>/dev/null))"; fi
+adam="--set optimizer.name=adam --set optimizer.lr=0.01 --set optimizer.clip_norm=0.5"
+# shellcheck disable=SC2086
+train local ref1-adam "$tmp/c.ini" $adam &&
+train "-np 4 --npernode 2" h22-adam "$tmp/c.ini" $adam
+if [ $? -eq 0 ] && same_losses ref1-adam h22-adam && same_weights ref1-adam h22-adam
+then ok "hierarchical with Adam and clip_norm: 1 rank's weights ($(cat "$tmp/cmp"))"
+else cp "$tmp/h22-adam.out" "$tmp/out"; bad "hierarchical with Adam and clip_norm ($(cat "$tmp/cmp" 2>/dev/null))"; fi
+train "-np 3 --npernode 1" h3-shared "$tmp/c.ini" --set log.progress=epoch
+if [ $? -eq 0 ] && grep -q "allreduce after backward (comm.node_shared needs 2 or more ranks on every host" "$tmp/h3-shared.out" &&
+   grep -q '"gradient_sum": "allreduce"' "$tmp/h3-shared/summary.json"
+then ok "comm.node_shared with 1 rank a host: the allreduce, said"
+else cp "$tmp/h3-shared.out" "$tmp/out"; bad "comm.node_shared with 1 rank a host"; fi
 
 # Resume on another number of hosts: 1 epoch on 3 hosts, the second on 2x2.
 train "-np 3 --npernode 1" grow "$tmp/c.ini" --set train.epochs=1 &&
@@ -133,6 +147,15 @@ if [ $? -eq 0 ] && grep -q "resuming from .*epoch-0001.h5" "$tmp/grow.out" &&
    same_weights ref1 grow && same_losses ref1 grow
 then ok "a run stopped on 3 hosts resumes on 2 hosts x 2 ranks, with 1 rank's weights"
 else cp "$tmp/grow.out" "$tmp/out"; bad "resume on another number of hosts ($(cat "$tmp/cmp" 2>/dev/null))"; fi
+# The same with Adam (two state blocks, each host's window filled slice by
+# slice from rank 0's host).
+# shellcheck disable=SC2086
+train "-np 3 --npernode 1" grow-adam "$tmp/c.ini" --set train.epochs=1 $adam &&
+train "-np 4 --npernode 2" grow-adam "$tmp/c.ini" --set checkpoint.resume=auto $adam
+if [ $? -eq 0 ] && grep -q "resuming from .*epoch-0001.h5" "$tmp/grow-adam.out" &&
+   same_weights ref1-adam grow-adam && same_losses ref1-adam grow-adam
+then ok "Adam stopped on 3 hosts resumes on 2 hosts x 2 ranks, with 1 rank's weights"
+else cp "$tmp/grow-adam.out" "$tmp/out"; bad "Adam resume on 2 hosts x 2 ($(cat "$tmp/cmp" 2>/dev/null))"; fi
 
 # ---- failures ---------------------------------------------------------------
 # start_long NAME PLACEMENT [ARGS...]: the long job in the background (job:
@@ -180,15 +203,22 @@ if restart dead sfh1,sfh3 "$steps"
 then ok "resume = auto on the 2 hosts left continues from the last checkpoint ($(cat "$tmp/cmp"))"
 else cp "$tmp/dead-again.out" "$tmp/out"; bad "elastic restart after a dead host ($(cat "$tmp/cmp" 2>/dev/null))"; fi
 
+# cut_job NAME PLACEMENT LINK HOST: the long job (comm.timeout 5) with
+# HOST's link (LINK on the bridge) down until the job ends; then HOST's
+# processes killed, what a reboot would do.
+cut_job() {
+    start_long "$1" "$2" --set comm.timeout=5
+    ip -n sfsw link set "$3" down
+    wait_job 90
+    ip -n sfsw link set "$3" up
+    kill -9 $(ip netns pids "$4") 2>/dev/null
+    echo "     (host $4 cut off, $2, comm.timeout 5: the job ended after ${took}s, status $status)"
+    cp "$tmp/$1.out" "$tmp/out"
+}
+
 # A host cut off mid-run (its link down): the others' deadline ends the job
 # at comm.timeout, naming the rank that did not answer and its host.
-start_long cut "-np 3 --npernode 1" --set comm.timeout=5
-ip -n sfsw link set p3 down
-wait_job 90
-ip -n sfsw link set p3 up
-kill -9 $(ip netns pids sfh3) 2>/dev/null # what a reboot of sfh3 would do
-echo "     (host sfh3 cut off, comm.timeout 5: the job ended after ${took}s, status $status)"
-cp "$tmp/cut.out" "$tmp/out"
+cut_job cut "-np 3 --npernode 1" p3 sfh3
 if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 45 &&
    grep -q "has waited [0-9.]* s, longer than comm.timeout = 5 s; .*rank 2 (sfh3) did not answer" "$tmp/cut.out"
 then ok "a host cut off ends the job after comm.timeout, naming its rank and host"
@@ -197,6 +227,15 @@ steps=$(( $(ckpt_step "$(last_ckpt cut)") + 30 ))
 if restart cut sfh1,sfh2 "$steps"
 then ok "resume = auto on the 2 hosts left continues from the last checkpoint ($(cat "$tmp/cmp"))"
 else cp "$tmp/cut-again.out" "$tmp/out"; bad "elastic restart after a cut host ($(cat "$tmp/cmp" 2>/dev/null))"; fi
+
+# The same on 2 hosts x 2 ranks (the node-shared sum, then its slices across
+# hosts: communicators of their own, under the same deadline; whichever
+# collective the cut catches first, the job ends and names sfh2's ranks).
+cut_job cut22 "-np 4 --npernode 2" p2 sfh2
+if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && within "$took" 45 &&
+   grep -q "has waited [0-9.]* s, longer than comm.timeout = 5 s; .*ranks 2 (sfh2), 3 (sfh2) did not answer" "$tmp/cut22.out"
+then ok "2 hosts x 2 ranks: a host cut off ends the job after comm.timeout, named"
+else bad "2 hosts x 2 ranks: a host cut off ends the job after comm.timeout, named"; fi
 
 # ---- 1gbit links ------------------------------------------------------------
 "$NC" up 3 --rate 1gbit > "$tmp/out" 2>&1

@@ -313,33 +313,41 @@ START_TEST(test_buckets_keep_the_bits)
 END_TEST
 
 /* The shared window under comm.node_shared: every rank sees every rank's
- * segment, a sync makes stores seen, and it carries the largest flag
- * (the non-finite update's). One rank: no window. */
+ * segment (the first rank's its own size), a sync makes stores seen, and
+ * it carries the largest flag (the non-finite update's). Here the ranks
+ * share one host: node ranks are ranks. One rank: no window. */
 START_TEST(test_shared_window_sync)
 {
     const int p = sf_comm_size(world), rank = sf_comm_rank(world);
-    SfShared *s = sf_comm_shared_create(world, (size_t)(rank + 1) * 4096);
+    SfShared *s = sf_comm_shared_create(world, 3 * 4096, 4096);
     if (p == 1) {
         ck_assert_ptr_null(s);
         return;
     }
     ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(sf_shared_rank(s), rank);
+    ck_assert_int_eq(sf_shared_size(s), p);
+    ck_assert_int_eq(sf_shared_hosts(s), 1);
+    const int n = rank == 0 ? 3 * 1024 : 1024;
     int *mine = sf_shared_segment(s, rank);
-    for (int i = 0; i < (rank + 1) * 1024; i++) /* zero-filled at first */
+    for (int i = 0; i < n; i++) /* zero-filled at first */
         ck_assert_int_eq(mine[i], 0);
     mine[0] = 100 + rank;
-    mine[(rank + 1) * 1024 - 1] = 200 + rank;
+    mine[n - 1] = 200 + rank;
     int flag = sf_shared_sync(s, rank == p - 1 ? 7 : rank % 2);
     int seen = 1;
     for (int r = 0; r < p; r++) {
         const int *theirs = sf_shared_segment(s, r);
-        seen &= theirs[0] == 100 + r && theirs[(r + 1) * 1024 - 1] == 200 + r;
+        seen &= theirs[0] == 100 + r && theirs[(r == 0 ? 3 * 1024 : 1024) - 1] == 200 + r;
     }
+    double sum = rank + 1.0;
+    sf_shared_host_sum_f64(s, &sum, 1);
     int none = sf_shared_sync(s, 0);
     sf_shared_free(s);
     ck_assert_int_eq(flag, 7);
     ck_assert_int_eq(none, 0);
     ck_assert(seen);
+    ck_assert_double_eq(sum, p * (p + 1) / 2.0);
 }
 END_TEST
 

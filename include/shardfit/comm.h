@@ -166,26 +166,49 @@ void sf_comm_clock_offset(SfComm *c, int rounds, double *offset, double *error);
 void *sf_comm_gather_bytes(SfComm *c, const void *send, size_t n,
                            size_t *counts, int *ok);
 
-/* Memory that every rank of a one-host job maps (an MPI-3 shared-memory
- * window): the ranks read and write each other's segments directly, and
- * sf_shared_sync orders those accesses. */
+/* Memory that the ranks on one host map together (an MPI-3 shared-memory
+ * window, one per host): the ranks of a host read and write each other's
+ * segments directly, and sf_shared_sync orders those accesses. */
 typedef struct SfShared SfShared;
 
-/* Collective. Each rank contributes a segment of `bytes` (its own size,
- * zero allowed), page aligned and zero-filled. NULL on every rank alike
- * when c has one rank, its ranks are not all on one host, or the shared
- * memory filesystem (/dev/shm) has no room for all the segments (not an
- * error: the caller keeps its collectives); allocation failures abort the
- * job (MPI_ERRORS_ARE_FATAL). */
-SfShared *sf_comm_shared_create(SfComm *c, size_t bytes);
+/* Collective. Each rank contributes a segment, page aligned and
+ * zero-filled: first_bytes on the first rank of its host (node rank 0),
+ * bytes on the others (zero allowed). The job may span several hosts when
+ * each holds the same number of ranks, 2 or more. NULL on every rank alike
+ * when c has one rank, a host has one rank or another count than the
+ * others, or a host's shared memory filesystem (/dev/shm) has no room for
+ * its segments (not an error: the caller keeps its collectives);
+ * allocation failures abort the job (MPI_ERRORS_ARE_FATAL). */
+SfShared *sf_comm_shared_create(SfComm *c, size_t first_bytes, size_t bytes);
 
-/* Rank r's segment, as mapped into this process. Not collective. */
+/* This rank's place among its host's ranks (its node rank), how many they
+ * are, and how many hosts the job spans. Not collective. */
+int sf_shared_rank(const SfShared *s);
+int sf_shared_size(const SfShared *s);
+int sf_shared_hosts(const SfShared *s);
+
+/* Node rank r's segment, as mapped into this process. Not collective. */
 void *sf_shared_segment(const SfShared *s, int rank);
 
-/* Collective, under c's comm.timeout watchdog: a barrier after which every
- * store any rank made to the window before it is seen by every rank. It
- * carries a flag: returns the largest flag any rank passed. */
+/* Collective over the host's ranks, under c's comm.timeout watchdog: a
+ * barrier after which every store any of them made to the window before
+ * it is seen by all of them. It carries a flag: returns the largest flag
+ * any of them passed. */
 int sf_shared_sync(SfShared *s, int flag);
+
+/* Collective over the host's ranks, under the watchdog: buf (n doubles)
+ * summed over them in place. */
+void sf_shared_host_sum_f64(SfShared *s, double *buf, int64_t n);
+
+/* Collective over the ranks that share this one's node rank, one on each
+ * host (sf_shared_hosts > 1 only), under the watchdog: buf (n floats)
+ * summed over them in place. */
+void sf_shared_across_sum_f32(SfShared *s, float *buf, int64_t n);
+
+/* Collective over the ranks that share this one's node rank (hosts > 1),
+ * under the watchdog: buf (n floats) of the one on rank 0's host to the
+ * others. */
+void sf_shared_across_bcast_f32(SfShared *s, float *buf, int64_t n);
 
 /* Collective. Unmaps and frees the window. NULL is fine. */
 void sf_shared_free(SfShared *s);
