@@ -161,10 +161,16 @@ def shared_update_saving(cal, point):
     return cal["optimizer"] * (1.0 - 1.0 / max(1.0, local))
 
 
+def on_this_machine(hosts):
+    """Whether the sweep's ranks all share this machine's cores: local, and
+    the namespace hosts (netns, netns:L), which all run here."""
+    return re.fullmatch(r"local|netns(:[1-9][0-9]*)?", hosts) is not None
+
+
 def contention(hosts, p, threads, cores=None):
     """c(P): how much slower a rank computes because the sweep's ranks share
     one machine's cores. Only local and netns ranks are known to share."""
-    if hosts not in ("local", "netns"):
+    if not on_this_machine(hosts):
         return 1.0
     cores = cores or len(os.sched_getaffinity(0))
     return max(1.0, p * threads / cores)
@@ -181,7 +187,7 @@ def measure_compute(a, points, colocate, threads):
     Returns ({(b, P): seconds}, {(b, P): c(P)}, how); c(P) is that time
     against one such run alone, and the formula contention() where a run
     failed (then the time is c(P) (o + s share) from the caller)."""
-    shared = a.hosts in ("local", "netns")
+    shared = on_this_machine(a.hosts)
     if colocate is None:
         return {}, {k: contention(a.hosts, k[1], threads) for k in points}, "formula"
     print("[model] compute alone at each point's per-rank batch (%s, no "
@@ -420,7 +426,7 @@ def project(a, rows, points, launcher, shardfit, run, colocate=None):
           (cal["o"] * 1e3, cal["s"] * 1e6, nbytes, loader,
            ("measured by P co-located 1-rank runs of its per-rank batch "
             "(median of %d); c(P) is that against one such run alone" % a.repeat
-            if a.hosts in ("local", "netns") else
+            if on_this_machine(a.hosts) else
             "measured by a 1-rank run of its per-rank batch (median of %d); "
             "the nodes have their own cores" % a.repeat)
            if how == "measured" else

@@ -174,6 +174,16 @@ a, b = m.fit_line(sizes, bent)
 assert min(bent[:3]) / 2 <= a <= min(bent[:3]) and abs(b - B) / B < 0.05, (a, b, B)
 assert m.contention("netns", 3, 1, cores=2) == 1.5 and m.contention("local", 2, 1, cores=2) == 1
 assert m.contention("hosts.txt", 8, 1, cores=2) == 1
+assert m.contention("netns:2", 4, 1, cores=2) == 2
+# --hosts netns:L: L ranks a host of the namespace cluster
+import importlib.machinery, importlib.util
+ld = importlib.machinery.SourceFileLoader("scale", "scripts/scale")
+sc = importlib.util.module_from_spec(importlib.util.spec_from_loader("scale", ld))
+ld.exec_module(sc)
+assert [sc.per_host(h) for h in ("netns", "netns:2", "local", "h.txt")] == [1, 2, 0, 0]
+assert sc.host_count("netns:2", 3) == 2 and sc.host_count("netns", 3) == 3
+cmd = sc.launcher("netns:2", 4)
+assert cmd[cmd.index("--npernode") + 1] == "2" and cmd[cmd.index("-np") + 1] == "4", cmd
 assert m.exchange_s("shard", 3, 43, 1e-5) == 2e-5 and m.exchange_s("replicate", 3, 43, 1e-5) == 0
 cal = {"o": 2e-4, "s": 1e-5, "backward_per_sample": 6e-6}
 pts = {}

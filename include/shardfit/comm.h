@@ -177,7 +177,8 @@ typedef struct SfShared SfShared;
  * each holds the same number of ranks, 2 or more. NULL on every rank alike
  * when c has one rank, a host has one rank or another count than the
  * others, or a host's shared memory filesystem (/dev/shm) has no room for
- * its segments (not an error: the caller keeps its collectives);
+ * its segments or they pass the file size limit (not an error: the caller
+ * keeps its collectives);
  * allocation failures abort the job (MPI_ERRORS_ARE_FATAL). */
 SfShared *sf_comm_shared_create(SfComm *c, size_t first_bytes, size_t bytes);
 
