@@ -134,11 +134,25 @@ train "-np 4 --npernode 2" h22-adam "$tmp/c.ini" $adam
 if [ $? -eq 0 ] && same_losses ref1-adam h22-adam && same_weights ref1-adam h22-adam
 then ok "hierarchical with Adam and clip_norm: 1 rank's weights ($(cat "$tmp/cmp"))"
 else cp "$tmp/h22-adam.out" "$tmp/out"; bad "hierarchical with Adam and clip_norm ($(cat "$tmp/cmp" 2>/dev/null))"; fi
-train "-np 3 --npernode 1" h3-shared "$tmp/c.ini" --set log.progress=epoch
-if [ $? -eq 0 ] && grep -q "allreduce after backward (comm.node_shared needs 2 or more ranks on every host" "$tmp/h3-shared.out" &&
-   grep -q '"gradient_sum": "allreduce"' "$tmp/h3-shared/summary.json"
-then ok "comm.node_shared with 1 rank a host: the allreduce, said"
-else cp "$tmp/h3-shared.out" "$tmp/out"; bad "comm.node_shared with 1 rank a host"; fi
+# Ranks dealt round the hosts (0 and 2 on sfh1, 1 and 3 on sfh2): node
+# ranks are not world ranks; Adam stopped after 1 epoch resumes there.
+# shellcheck disable=SC2086
+train "-np 4 --host sfh1:2,sfh2:2 --map-by node" rr-adam "$tmp/c.ini" --set train.epochs=1 --set log.progress=epoch $adam &&
+train "-np 4 --host sfh1:2,sfh2:2 --map-by node" rr-adam "$tmp/c.ini" --set checkpoint.resume=auto \
+    --set log.progress=epoch $adam
+if [ $? -eq 0 ] && grep -q "sfh1 (ranks 0, 2), sfh2 (ranks 1, 3)" "$tmp/rr-adam.out" &&
+   grep -q "on each of 2 hosts, then allreduced between them" "$tmp/rr-adam.out" &&
+   grep -q "resuming from .*epoch-0001.h5" "$tmp/rr-adam.out" &&
+   same_losses ref1-adam rr-adam && same_weights ref1-adam rr-adam
+then ok "hierarchical with ranks dealt round the hosts, resumed: 1 rank's weights"
+else cp "$tmp/rr-adam.out" "$tmp/out"; bad "hierarchical, ranks round the hosts ($(cat "$tmp/cmp" 2>/dev/null))"; fi
+for where in "-np 3 --npernode 1" "-np 3 --npernode 2"; do # 1 a host; 2 + 1
+    train "$where" h3-shared "$tmp/c.ini" --set log.progress=epoch
+    if [ $? -eq 0 ] && grep -q "allreduce after backward (comm.node_shared needs 2 or more ranks on every host" "$tmp/h3-shared.out" &&
+       grep -q '"gradient_sum": "allreduce"' "$tmp/h3-shared/summary.json"
+    then ok "comm.node_shared, $where: the allreduce, said"
+    else cp "$tmp/h3-shared.out" "$tmp/out"; bad "comm.node_shared, $where"; fi
+done
 
 # Resume on another number of hosts: 1 epoch on 3 hosts, the second on 2x2.
 train "-np 3 --npernode 1" grow "$tmp/c.ini" --set train.epochs=1 &&
