@@ -5,7 +5,8 @@
  * 4 KiB to 64 MiB by powers of two, and the latency-bandwidth line through
  * it; with --compute-us, what the meetings of a step cost when the ranks
  * compute between them. --shared times the gradient sum of
- * comm.node_shared instead of the allreduce, in both (ranks on one host).
+ * comm.node_shared instead of the allreduce, in both (2 or more ranks on
+ * every host, as many on each).
  *
  * The numbers calibrate the scaling model of scripts/scale --project: an
  * allreduce of n bytes takes alpha + beta * n. Each time is the slowest
@@ -57,9 +58,7 @@ static void grad_sum(const GradSum *g, float *buf, int64_t n)
     int64_t lo, hi;
     sf_shared_slice(n, g->p, g->rank, &lo, &hi);
     sf_shared_sync(g->win, 0);
-    sf_shared_sum_slice(g->slots, g->p, g->rank, lo, hi);
-    if (sf_shared_hosts(g->win) > 1)
-        sf_shared_across_sum_f32(g->win, g->slots[g->rank] + lo, hi - lo);
+    sf_shared_sum(g->win, g->slots, lo, hi);
     sf_shared_sync(g->win, 0);
 }
 
@@ -441,7 +440,7 @@ int sf_cmd_bench_comm(int argc, char **argv)
                "the alltoallv alone); --allreduce-bytes sets that allreduce's "
                "size (8; the gradient's, to see how it fares among the work); "
                "--shared times, in both, the gradient sum of comm.node_shared "
-               "instead of the allreduce (every rank on one host); run under "
+               "instead of the allreduce (2 or more ranks on every host); run under "
                "mpirun -np P\n");
         return SF_EXIT_OK;
     }

@@ -1,5 +1,5 @@
-/* shared_sum.c: the node-shared gradient sum's arithmetic and cache
- * handling (shared_sum.h).
+/* shared_sum.c: the node-shared gradient sum's arithmetic, cache
+ * handling and slice sum across hosts (shared_sum.h).
  *
  * Sums run in rank order, slot 0 + slot 1 + ..., the same for every slice.
  * With two ranks that is bitwise MPI's sum (float addition commutes); with
@@ -73,4 +73,12 @@ void sf_shared_sum_slice(float *const *slots, int P, int own, int64_t lo, int64_
     for (int q = 0; q < P; q++)
         if (q != own)
             sf_shared_drop(slots[q] + lo, hi - lo);
+}
+
+void sf_shared_sum(SfShared *s, float *const *slots, int64_t lo, int64_t hi)
+{
+    const int r = sf_shared_rank(s);
+    sf_shared_sum_slice(slots, sf_shared_size(s), r, lo, hi);
+    if (sf_shared_hosts(s) > 1)
+        sf_shared_across_sum_f32(s, slots[r] + lo, hi - lo);
 }

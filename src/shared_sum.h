@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "shardfit/comm.h"
+
 /* Rank r's slice [*lo, *hi) of n floats split over P ranks: whole 64-byte
  * lines (from a line-aligned start), so no two ranks write one line; the
  * last rank's runs to n. */
@@ -21,5 +23,11 @@ void sf_shared_drop(const float *p, int64_t n);
  * (P >= 2), in that order; then the other slots' [lo, hi) are dropped from
  * this rank's caches, as their ranks write them next. */
 void sf_shared_sum_slice(float *const *slots, int P, int own, int64_t lo, int64_t hi);
+
+/* Collective over the job: this rank's slot (slots[its node rank]) over
+ * [lo, hi) becomes the sum over every rank: its host's slots added
+ * (sf_shared_sum_slice), then, on several hosts, that slice allreduced
+ * with the same slice of the other hosts. After a sync of the writes. */
+void sf_shared_sum(SfShared *s, float *const *slots, int64_t lo, int64_t hi);
 
 #endif

@@ -109,8 +109,11 @@ const float *sf_trainer_node_sum(SfTrainer *t)
     sf_shared_drop(w, t->shared_lo); /* the other ranks update these next */
     sf_shared_drop(w + t->shared_hi, np - t->shared_hi);
     sf_shared_sync(t->shared, 0);
-    if (sf_shared_hosts(t->shared) == 1) {
-        sf_shared_sum_slice(slots, L, r, t->shared_lo, t->shared_hi);
+    /* Several hosts: the tail crosses them with node rank L-1's slice. */
+    const int hosts = sf_shared_hosts(t->shared);
+    const int64_t hi = hosts > 1 && r + 1 == L ? np + SF_MODEL_GRAD_TAIL : t->shared_hi;
+    sf_shared_sum(t->shared, slots, t->shared_lo, hi);
+    if (hosts == 1) {
         for (int k = 0; k < SF_MODEL_GRAD_TAIL; k++) {
             float s = slots[0][np + k];
             for (int q = 1; q < L; q++)
@@ -119,11 +122,6 @@ const float *sf_trainer_node_sum(SfTrainer *t)
         }
         return t->shared_tail;
     }
-    /* Several hosts: the slice (with the tail on the last node rank) summed
-     * on this host, then with the same slice of every other host. */
-    const int64_t hi = r + 1 == L ? np + SF_MODEL_GRAD_TAIL : t->shared_hi;
-    sf_shared_sum_slice(slots, L, r, t->shared_lo, hi);
-    sf_shared_across_sum_f32(t->shared, slots[r] + t->shared_lo, hi - t->shared_lo);
     sf_shared_sync(t->shared, 0); /* the tail is in */
     memcpy(t->shared_tail, slots[L - 1] + np, sizeof t->shared_tail);
     return t->shared_tail;
