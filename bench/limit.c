@@ -11,7 +11,9 @@
  *              (layer_dense.c): forward NT, weight gradient TN
  *              (accumulating), input gradient NN. Conv (layer_conv.c), per
  *              sample on its (C k k, OH OW) column matrix: forward NN,
- *              weight gradient NT (accumulating), column gradient TN. The
+ *              weight gradient NT (accumulating), column gradient TN; or,
+ *              where conv_winograd.c computes the layer, its 16 sgemms of
+ *              each kind per chunk of samples (conv_winograd.h). The
  *              first layer computes no input gradient. Not timed: im2col,
  *              col2im, bias, batchnorm, pooling, activations: those are
  *              the rest of the step, which the limit leaves out;
@@ -34,6 +36,7 @@
 #include <time.h>
 
 #include "../src/bigalloc.h"
+#include "../src/conv_winograd.h"
 #include "shardfit/model.h"
 #include "shardfit/optim.h"
 
@@ -77,6 +80,7 @@ static double mean(const double *t, int n)
 typedef struct {
     int ni, no, np, conv, first;
     float *w, *dw, *in, *out, *din;
+    int wino, c, tiles, chunk; /* Winograd: in channels, tiles a sample, samples a chunk */
 } Gemm;
 
 /* On the pages shardfit itself uses for its flat blocks (bigalloc.h), so
@@ -93,8 +97,39 @@ static float *filled(size_t n)
     return p;
 }
 
+/* A Winograd layer's 16 sgemms of one kind over each chunk of n samples
+ * (conv_winograd.c's shapes; w, dw: U and dU (16 C O); in: V, din: dV
+ * (16 T C); out: M (16 T O), T a chunk's tiles). */
+static void wino_gemms(const Gemm *g, int n, int kind)
+{
+    const int C = g->c, O = g->no;
+    for (int s0 = 0; s0 < n; s0 += g->chunk) {
+        const int T = (n - s0 < g->chunk ? n - s0 : g->chunk) * g->tiles;
+        for (int x = 0; x < 16; x++) {
+            const float *u = g->w + (size_t)x * C * O;
+            float *v = g->in + (size_t)x * T * C, *m = g->out + (size_t)x * T * O;
+            if (kind == 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, O, C, 1.0f, v,
+                            C, u, O, 0.0f, m, O);
+            else if (kind == 1) /* sample by sample, as conv_winograd.c */
+                for (int s = 0; s < T / g->tiles; s++)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, O, g->tiles,
+                                1.0f, v + (size_t)s * g->tiles * C, C,
+                                m + (size_t)s * g->tiles * O, O, 1.0f,
+                                g->dw + (size_t)x * C * O, O);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, C, O, 1.0f, m, O,
+                            u, O, 0.0f, g->din + (size_t)x * T * C, C);
+        }
+    }
+}
+
 static void forward_gemms(const Gemm *g, int n)
 {
+    if (g->wino) {
+        wino_gemms(g, n, 0);
+        return;
+    }
     if (!g->conv) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, g->no, g->ni,
                     1.0f, g->in, g->ni, g->w, g->ni, 1.0f, g->out, g->no);
@@ -108,6 +143,12 @@ static void forward_gemms(const Gemm *g, int n)
 
 static void backward_gemms(const Gemm *g, int n)
 {
+    if (g->wino) {
+        wino_gemms(g, n, 1);
+        if (!g->first)
+            wino_gemms(g, n, 2);
+        return;
+    }
     if (!g->conv) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->no, g->ni, n,
                     1.0f, g->out, g->no, g->in, g->ni, 1.0f, g->dw, g->ni);
@@ -197,6 +238,21 @@ int main(int argc, char **argv)
         x->no = (int)l->units;
         x->ni = conv ? (int)(l->in.c * l->k * l->k) : (int)sf_shape_size(l->in);
         x->np = conv ? (int)(l->out.h * l->out.w) : 1;
+        x->wino = conv && sf_wino_applies(l);
+        if (x->wino) {
+            x->c = (int)l->in.c;
+            x->tiles = (int)sf_wino_tiles(l);
+            x->chunk = (int)sf_wino_chunk(l);
+            const size_t T = (size_t)x->chunk * (size_t)x->tiles, C = (size_t)x->c;
+            const size_t O = (size_t)x->no;
+            x->w = filled(16 * C * O);
+            x->dw = filled(16 * C * O);
+            x->in = filled(16 * T * C);
+            x->out = filled(16 * T * O);
+            x->din = filled(16 * T * C);
+            ng++;
+            continue;
+        }
         /* Dense: n rows of in, out, din. Conv: one sample's columns (in,
          * din) and n samples of out, as layer_conv.c's workspace. */
         const size_t rows = conv ? 1 : (size_t)n;

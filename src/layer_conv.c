@@ -24,13 +24,19 @@
  * plane shifted by (i - pad) rows and (j - pad) columns, one contiguous copy
  * (and col2im one contiguous add) with the few columns that wrap around
  * the edge zeroed. The elementwise loops are kernels cloned per vector
- * width (simd.h). */
+ * width (simd.h).
+ *
+ * A 3x3 convolution with padding 1 and stride 1 whose channel counts are
+ * multiples of 16 goes by Winograd's F(2x2, 3x3) instead
+ * (conv_winograd.c, sf_wino_applies): fashion-cnn's second conv spent
+ * two thirds of the step in its im2col sgemms. */
 #include "shardfit/layer.h"
 
 #include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "conv_winograd.h"
 #include "simd.h"
 
 #define LANES 16
@@ -254,6 +260,10 @@ static void conv_forward(const SfLayer *l, const float *in, float *out,
     const int64_t O = l->units, K = l->in.c * l->k * l->k;
     const int64_t P = l->out.h * l->out.w, D = sf_shape_size(l->in);
     float *col = l->work;
+    if (sf_wino_applies(l)) {
+        sf_wino_forward(l, in, out, n, pass);
+        return;
+    }
     for (int64_t b = 0; b < n; b++) {
         im2col(l, in + b * D, col, P);
         float *y = out + b * O * P;
@@ -279,6 +289,13 @@ static void conv_backward(const SfLayer *l, const float *in, const float *out,
     const int64_t O = l->units, K = l->in.c * l->k * l->k;
     const int64_t P = l->out.h * l->out.w, D = sf_shape_size(l->in);
     float *col = l->work;
+    if (sf_wino_applies(l)) {
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t o = 0; o < O; o++)
+                l->db[o] += plane_sum(dout + (b * O + o) * P, P);
+        sf_wino_backward(l, in, dout, din, n);
+        return;
+    }
     for (int64_t b = 0; b < n; b++) {
         const float *dy = dout + b * O * P;
         im2col(l, in + b * D, col, P);
@@ -326,7 +343,7 @@ static int conv_setup(SfLayer *l, const char *arg, char *msg, int msgsize)
     sf_layer_add_part(l, "bias", 0, 1, &l->units);
     l->fan_in = (double)K;
     l->fan_out = (double)(l->units * l->k * l->k);
-    l->work_fixed = K * P;
+    l->work_fixed = sf_wino_applies(l) ? sf_wino_work(l) : K * P;
     return 0;
 }
 

@@ -5,7 +5,9 @@
 #  - out: a model trained by shardfit on (N, H, W) images is exported; the
 #    module torch-export prints, with its weights, gives the probabilities
 #    `shardfit predict` wrote, to 1e-5. MLP: flatten, dense, relu, dropout,
-#    sigmoid; CNN: conv (padded), batchnorm 2d and 1d, maxpool, avgpool.
+#    sigmoid; CNN: conv (padded), batchnorm 2d and 1d, maxpool, avgpool,
+#    and in both directions a conv of 16 channels to 16, which shardfit
+#    computes by Winograd's F(2x2, 3x3) (on a 5x5 map out, 10x10 in).
 #  - in: an nn.Sequential initialised in PyTorch (a user's own, with plain
 #    indices), imported, trained 3 steps by shardfit (SGD with momentum,
 #    shuffle = false) equals PyTorch's own 3 steps to 1e-5, weights and
@@ -19,7 +21,8 @@ PY=/usr/bin/python3
 S="$(pwd)/scripts"
 cd "$tmp" || exit 1
 MLP_IN="dense:16 tanh dense:3"
-CNN_IN="conv:4:3:1:1 batchnorm relu maxpool:2 flatten dense:8 batchnorm tanh dense:2"
+# (its second conv, 16 channels in and out, goes by Winograd's F(2x2, 3x3))
+CNN_IN="conv:16:3:1:1 batchnorm relu conv:16:3:1:1 batchnorm relu maxpool:2 flatten dense:8 batchnorm tanh dense:2"
 
 # One Python start: the data, the PyTorch models and their 3 steps, and the
 # conv/pooling/batchnorm mapping in PyTorch alone.
@@ -54,8 +57,9 @@ torch.manual_seed(3)
 # flattens the images for a dense layer itself, so no Flatten here).
 mlp = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 3))
 three_steps(mlp, scale(x).flatten(1), torch.from_numpy(y), 0.1, "mlp")
-cnn = nn.Sequential(nn.Conv2d(1, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                    nn.Flatten(), nn.Linear(100, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 2))
+cnn = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(),
+                    nn.Conv2d(16, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                    nn.Flatten(), nn.Linear(400, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 2))
 three_steps(cnn, scale(img).unsqueeze(1), torch.from_numpy(imgy), 0.05, "cnn")
 
 # The mapping alone: a module through params (as a checkpoint holds them)
@@ -114,8 +118,8 @@ run() {
 }
 cnn_data="--set data.features=/img/x --set data.labels=/img/y --set optimizer.lr=0.05"
 cnn=yes
-if ! run cnn_out 1 $cnn_data --set "model.layers=conv:4:3:1:1 batchnorm relu maxpool:2 conv:6:3 avgpool:2 flatten dense:8 batchnorm relu dropout:0.2 dense:2"; then
-    cp log out; grep -q "'conv:4:3:1:1': unknown layer" log || bad "the CNN trains"
+if ! run cnn_out 1 $cnn_data --set "model.layers=conv:16:3:1:1 batchnorm relu maxpool:2 conv:16:3:1:1 avgpool:2 flatten dense:8 batchnorm relu dropout:0.2 dense:2"; then
+    cp log out; grep -q "'conv:16:3:1:1': unknown layer" log || bad "the CNN trains"
     cnn=
 fi
 

@@ -100,6 +100,10 @@ static const Problem problems[] = {
     /* a second conv that keeps the width (col2im's plane shortcut), 5x5 pad 2 */
     {"conv:3:3:1:1 tanh conv:2:5:1:2 dense:3", {2, 6, 7}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
     {"conv:2:3:1:1 tanh conv:2:7:1:3 dense:3", {1, 2, 9}, SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
+    /* 16 channels in and out: both convs by Winograd's F(2x2, 3x3)
+     * (conv_winograd.c), the second with its input gradient; odd last tiles */
+    {"conv:16:3:1:1 tanh conv:16:3:1:1 dense:3", {16, 5, 4}, SF_LOSS_CROSS_ENTROPY, 0, 1,
+     1e-2f},
     /* batchnorm per channel after conv, per feature after dense */
     {"conv:4:3 batchnorm tanh conv:3:2 batchnorm flatten dense:4", {2, 6, 5},
      SF_LOSS_CROSS_ENTROPY, 0, 1, 1e-2f},
@@ -329,6 +333,99 @@ START_TEST(test_conv_matches_direct)
                                       (long long)oy, (long long)ox, got, want);
                     }
     }
+}
+END_TEST
+
+/* A conv layer that goes by Winograd's F(2x2, 3x3) (16 channels in and
+ * out, 3x3, padding 1): output, weight and input gradients against the sums
+ * computed directly, over more samples than one chunk holds (at most 8)
+ * and an odd height (a last row of tiles half outside). */
+START_TEST(test_conv_winograd_matches_direct)
+{
+    enum { N = 11 };
+    const SfShape in = {16, 7, 6};
+    char msg[200];
+    SfLayer layer, *l = &layer;
+    ck_assert_int_eq(sf_layer_setup(l, "conv:16:3:1:1", in, msg, sizeof msg), 0);
+    const int64_t C = in.c, H = in.h, W = in.w, O = l->units, D = C * H * W, E = O * H * W;
+    const int64_t nw = O * C * 9;
+    float *w = malloc((size_t)nw * sizeof *w), *dw = calloc((size_t)nw, sizeof *dw);
+    float bias[16], db[16] = {0};
+    float *x = malloc((size_t)(N * D) * sizeof *x), *din = malloc((size_t)(N * D) * sizeof *x);
+    float *y = malloc((size_t)(N * E) * sizeof *y), *dy = malloc((size_t)(N * E) * sizeof *y);
+    float *work = malloc((size_t)(N * l->work_per_row + l->work_fixed) * sizeof *work);
+    l->w = w;
+    l->b = bias;
+    l->dw = dw;
+    l->db = db;
+    l->work = work;
+    uint64_t key = sf_rng_key(9, 1, 2);
+    for (int64_t i = 0; i < nw; i++)
+        w[i] = (float)sf_rng_normal(key, (uint64_t)(100000 + i));
+    for (int64_t o = 0; o < O; o++)
+        bias[o] = 0.1f * (float)(o + 1);
+    for (int64_t i = 0; i < N * D; i++)
+        x[i] = (float)sf_rng_normal(key, (uint64_t)i);
+    for (int64_t i = 0; i < N * E; i++)
+        dy[i] = (float)sf_rng_normal(key, (uint64_t)(200000 + i));
+    SfPass pass = {0};
+    l->ops->forward(l, x, y, N, &pass);
+    l->ops->backward(l, x, y, dy, din, N, &pass);
+    /* input pixel (b, c, iy, ix) of output (oy, ox) and tap (i, j), or -1 */
+#define AT(b, c, oy, ox, i, j)                                                    \
+    ((oy) + (i) - 1 < 0 || (oy) + (i) - 1 >= H || (ox) + (j) - 1 < 0 ||          \
+             (ox) + (j) - 1 >= W                                                  \
+         ? -1                                                                     \
+         : (((b) * C + (c)) * H + (oy) + (i) - 1) * W + (ox) + (j) - 1)
+    double *want_dx = calloc((size_t)(N * D), sizeof *want_dx);
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t t = 0; t < 9; t++) {
+                double want_dw = 0.0;
+                for (int64_t b = 0; b < N; b++)
+                    for (int64_t oy = 0; oy < H; oy++)
+                        for (int64_t ox = 0; ox < W; ox++) {
+                            const int64_t p = AT(b, c, oy, ox, t / 3, t % 3);
+                            const double g = dy[((b * O + o) * H + oy) * W + ox];
+                            if (p < 0)
+                                continue;
+                            want_dw += g * x[p];
+                            want_dx[p] += g * w[(o * C + c) * 9 + t];
+                        }
+                const float got = dw[(o * C + c) * 9 + t];
+                ck_assert_msg(fabs(got - want_dw) <= 1e-4 * (1.0 + fabs(want_dw)),
+                              "weight gradient (%lld, %lld, %lld) is %g, not %g",
+                              (long long)o, (long long)c, (long long)t, got, want_dw);
+            }
+    for (int64_t i = 0; i < N * D; i++)
+        ck_assert_msg(fabs(din[i] - want_dx[i]) <= 1e-4 * (1.0 + fabs(want_dx[i])),
+                      "input gradient %lld is %g, not %g", (long long)i, din[i], want_dx[i]);
+    for (int64_t b = 0; b < N; b++)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t oy = 0; oy < H; oy++)
+                for (int64_t ox = 0; ox < W; ox++) {
+                    double want = bias[o];
+                    for (int64_t c = 0; c < C; c++)
+                        for (int64_t t = 0; t < 9; t++) {
+                            const int64_t p = AT(b, c, oy, ox, t / 3, t % 3);
+                            if (p >= 0)
+                                want += (double)w[(o * C + c) * 9 + t] * x[p];
+                        }
+                    const float got = y[((b * O + o) * H + oy) * W + ox];
+                    ck_assert_msg(fabs(got - want) <= 1e-5 * (1.0 + fabs(want)),
+                                  "output (%lld, %lld, %lld, %lld) is %g, not %g",
+                                  (long long)b, (long long)o, (long long)oy,
+                                  (long long)ox, got, want);
+                }
+#undef AT
+    free(want_dx);
+    free(w);
+    free(dw);
+    free(x);
+    free(din);
+    free(y);
+    free(dy);
+    free(work);
 }
 END_TEST
 
@@ -620,6 +717,7 @@ int main(void)
     tcase_add_test(tc, test_batchnorm_fused_pooling);
     tcase_add_test(tc, test_batchnorm_micro_batches_equal_whole);
     tcase_add_test(tc, test_conv_matches_direct);
+    tcase_add_test(tc, test_conv_winograd_matches_direct);
     suite_add_tcase(s, tc);
     return sf_test_run(s);
 }

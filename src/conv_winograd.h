@@ -1,0 +1,38 @@
+/* conv_winograd.h: the 3x3, padding 1, stride 1 convolutions of conv
+ * layers with many input channels, by Winograd's minimal filtering
+ * F(2x2, 3x3) instead of im2col (layer_conv.c asks sf_wino_applies). Private to
+ * src/. */
+#ifndef SHARDFIT_CONV_WINOGRAD_H
+#define SHARDFIT_CONV_WINOGRAD_H
+
+#include <stdint.h>
+
+#include "shardfit/layer.h"
+
+/* 1 when l (a set-up conv layer) is computed here: 3x3, padding 1,
+ * stride 1, input and output channels multiples of 16 (the transforms'
+ * vectors run across channels). */
+int sf_wino_applies(const SfLayer *l);
+
+/* Its shapes, for bench/limit.c's floor: tiles of a sample (ceil(H/2)
+ * by ceil(W/2)), and samples a chunk. Its sgemms: forward, 16 of (T, O) =
+ * (T, C) (C, O) a chunk of T tiles; backward, 16 of (C, O) += (C, t) (t,
+ * O) a sample of t tiles, and 16 of (T, C) = (T, O) (O, C) a chunk. */
+int64_t sf_wino_tiles(const SfLayer *l);
+int64_t sf_wino_chunk(const SfLayer *l);
+
+/* Floats of l->work the two passes need, whatever the rows. */
+int64_t sf_wino_work(const SfLayer *l);
+
+/* As conv's forward: out (n, O, H, W) = conv(in) + bias, each sample's
+ * output handed to l->feed's take_rows (when set) as soon as it is
+ * written. */
+void sf_wino_forward(const SfLayer *l, const float *in, float *out, int64_t n,
+                     const SfPass *pass);
+
+/* As conv's backward without the bias: dW += dL/dW, and din (unless NULL)
+ * = dL/din, from dout (n, O, H, W) and forward's in. */
+void sf_wino_backward(const SfLayer *l, const float *in, const float *dout, float *din,
+                      int64_t n);
+
+#endif
