@@ -62,6 +62,7 @@ typedef struct {
     int64_t PH, PW;        /* the padded input: 2 TH + 2 by 2 TW + 2 */
     int64_t S;             /* samples per chunk */
     float *U, *dU, *V, *M, *dV, *pad, *stage;
+    int64_t floats;        /* the workspace's size */
 } Wino;
 
 static int64_t chunk_of(int64_t C, int64_t O, int64_t tiles)
@@ -72,8 +73,8 @@ static int64_t chunk_of(int64_t C, int64_t O, int64_t tiles)
 }
 
 /* The geometry of l's chunks, and its workspace carved from base (NULL:
- * sizes only); *floats gets the workspace's size. */
-static Wino wino_at(const SfLayer *l, float *base, int64_t *floats)
+ * sizes only). */
+static Wino wino_at(const SfLayer *l, float *base)
 {
     Wino g;
     g.C = l->in.c;
@@ -96,7 +97,7 @@ static Wino wino_at(const SfLayer *l, float *base, int64_t *floats)
         *parts[i] = base ? base + at : NULL;
         at += sizes[i];
     }
-    *floats = at;
+    g.floats = at;
     return g;
 }
 
@@ -118,9 +119,7 @@ int64_t sf_wino_chunk(const SfLayer *l)
 
 int64_t sf_wino_work(const SfLayer *l)
 {
-    int64_t floats;
-    wino_at(l, NULL, &floats);
-    return floats;
+    return wino_at(l, NULL).floats;
 }
 
 /* U[xi] (C, O) = G g G^T of every filter g (3x3) of w (O, C, 3, 3). */
@@ -169,20 +168,47 @@ static void filter_grad(const Wino *g, float *dw)
         }
 }
 
+/* NCHW to channels-last: the C planes (H, W) of each of S samples of src
+ * into dst, whose samples are DH rows of DW pixels of C values, the image
+ * at row and column off. Element by element along rows, the channels
+ * strided on the channels-last side: about 15% of fashion-cnn's step, and
+ * the two other ways measured (the channel loop innermost, 16x16 blocks
+ * transposed in registers) were slower (BENCHMARKS). */
+static void to_channels_last(const float *src, int64_t S, int64_t C, int64_t H, int64_t W,
+                             float *dst, int64_t DH, int64_t DW, int64_t off)
+{
+    for (int64_t s = 0; s < S; s++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t y = 0; y < H; y++) {
+                const float *from = src + ((s * C + c) * H + y) * W;
+                float *to = dst + ((s * DH + y + off) * DW + off) * C + c;
+                for (int64_t x = 0; x < W; x++)
+                    to[x * C] = from[x];
+            }
+}
+
+/* The way back: the image part of channels-last src (as above) into the
+ * NCHW planes of dst. */
+static void from_channels_last(const float *src, int64_t DH, int64_t DW, int64_t off,
+                               int64_t S, int64_t C, int64_t H, int64_t W, float *dst)
+{
+    for (int64_t s = 0; s < S; s++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t y = 0; y < H; y++) {
+                const float *from = src + ((s * DH + y + off) * DW + off) * C + c;
+                float *to = dst + ((s * C + c) * H + y) * W;
+                for (int64_t x = 0; x < W; x++)
+                    to[x] = from[x * C];
+            }
+}
+
 /* The S samples of in (C, H, W each) into the padded input, channels
  * last, zero around. */
 static void pad_input(const Wino *g, const float *in, int64_t S)
 {
     const int64_t C = g->C;
     memset(g->pad, 0, (size_t)(S * g->PH * g->PW * C) * sizeof *g->pad);
-    for (int64_t s = 0; s < S; s++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t y = 0; y < g->H; y++) {
-                const float *src = in + ((s * C + c) * g->H + y) * g->W;
-                float *dst = g->pad + ((s * g->PH + y + 1) * g->PW + 1) * C + c;
-                for (int64_t x = 0; x < g->W; x++)
-                    dst[x * C] = src[x];
-            }
+    to_channels_last(in, S, C, g->H, g->W, g->pad, g->PH, g->PW, 1);
 }
 
 /* V[xi] of a row of n tiles: v + xi vs, C values a tile; the 4x4 blocks
@@ -261,14 +287,7 @@ static void output_transform(const Wino *g, const float *bias, float *out, int64
         for (int64_t ty = 0; ty < g->TH; ty++)
             tiles_out(g->M + (s * g->tiles + ty * g->TW) * O, T * O, bias,
                       g->stage + (s * 2 * g->TH + 2 * ty) * SW * O, SW * O, g->TW, O);
-    for (int64_t s = 0; s < S; s++)
-        for (int64_t o = 0; o < O; o++)
-            for (int64_t y = 0; y < g->H; y++) {
-                const float *src = g->stage + (s * 2 * g->TH + y) * SW * O + o;
-                float *dst = out + ((s * O + o) * g->H + y) * g->W;
-                for (int64_t x = 0; x < g->W; x++)
-                    dst[x] = src[x * O];
-            }
+    from_channels_last(g->stage, 2 * g->TH, SW, 0, S, O, g->H, g->W, out);
 }
 
 /* dM[xi] of a row of n tiles (m + xi ms, O values a tile) = A dY A^T of
@@ -305,14 +324,7 @@ static void grad_transform(const Wino *g, const float *dout, int64_t S)
     const int64_t O = g->O, T = S * g->tiles, SW = 2 * g->TW;
     if (g->H % 2 || g->W % 2)
         memset(g->stage, 0, (size_t)(S * 4 * g->tiles * O) * sizeof *g->stage);
-    for (int64_t s = 0; s < S; s++)
-        for (int64_t o = 0; o < O; o++)
-            for (int64_t y = 0; y < g->H; y++) {
-                const float *src = dout + ((s * O + o) * g->H + y) * g->W;
-                float *dst = g->stage + (s * 2 * g->TH + y) * SW * O + o;
-                for (int64_t x = 0; x < g->W; x++)
-                    dst[x * O] = src[x];
-            }
+    to_channels_last(dout, S, O, g->H, g->W, g->stage, 2 * g->TH, SW, 0);
     for (int64_t s = 0; s < S; s++)
         for (int64_t ty = 0; ty < g->TH; ty++)
             tiles_grad(g->stage + (s * 2 * g->TH + 2 * ty) * SW * O, SW * O,
@@ -360,21 +372,13 @@ static void input_grad(const Wino *g, float *din, int64_t S)
         for (int64_t ty = 0; ty < g->TH; ty++)
             tiles_back(g->dV + (s * g->tiles + ty * g->TW) * C, T * C,
                        g->pad + (s * g->PH + 2 * ty) * g->PW * C, g->PW * C, g->TW, C);
-    for (int64_t s = 0; s < S; s++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t y = 0; y < g->H; y++) {
-                const float *src = g->pad + ((s * g->PH + y + 1) * g->PW + 1) * C + c;
-                float *dst = din + ((s * C + c) * g->H + y) * g->W;
-                for (int64_t x = 0; x < g->W; x++)
-                    dst[x] = src[x * C];
-            }
+    from_channels_last(g->pad, g->PH, g->PW, 1, S, C, g->H, g->W, din);
 }
 
 void sf_wino_forward(const SfLayer *l, const float *in, float *out, int64_t n,
                      const SfPass *pass)
 {
-    int64_t floats;
-    const Wino g = wino_at(l, l->work, &floats);
+    const Wino g = wino_at(l, l->work);
     const int64_t C = g.C, O = g.O, D = C * g.H * g.W, E = O * g.H * g.W;
     filter_transform(&g, l->w);
     for (int64_t s0 = 0; s0 < n; s0 += g.S) {
@@ -395,8 +399,7 @@ void sf_wino_forward(const SfLayer *l, const float *in, float *out, int64_t n,
 void sf_wino_backward(const SfLayer *l, const float *in, const float *dout, float *din,
                       int64_t n)
 {
-    int64_t floats;
-    const Wino g = wino_at(l, l->work, &floats);
+    const Wino g = wino_at(l, l->work);
     const int64_t C = g.C, O = g.O, D = C * g.H * g.W, E = O * g.H * g.W;
     if (din)
         filter_transform(&g, l->w);

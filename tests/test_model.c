@@ -277,6 +277,26 @@ START_TEST(test_maxpool_matches_direct)
 }
 END_TEST
 
+/* Output (b, o, oy, ox) of conv layer l (its w and b) on x (n, in),
+ * summed directly in double. */
+static double conv_direct(const SfLayer *l, const float *x, int64_t b, int64_t o,
+                          int64_t oy, int64_t ox)
+{
+    const SfShape in = l->in;
+    const int64_t k = l->k, s = l->stride, pad = l->pad;
+    double want = l->b[o];
+    for (int64_t c = 0; c < in.c; c++)
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++) {
+                int64_t iy = oy * s - pad + i, ix = ox * s - pad + j;
+                if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w)
+                    continue;
+                want += (double)l->w[((o * in.c + c) * k + i) * k + j] *
+                        x[((b * in.c + c) * in.h + iy) * in.w + ix];
+            }
+    return want;
+}
+
 /* A conv layer's output against the convolution computed directly, for
  * im2col's plane shortcut (stride 1, width kept) and its general loop
  * (finite differences cannot see a wrong im2col: backward reuses it). */
@@ -294,7 +314,7 @@ START_TEST(test_conv_matches_direct)
         const SfShape in = cases[t].in;
         SfLayer layer, *l = &layer;
         ck_assert_int_eq(sf_layer_setup(l, cases[t].layer, in, msg, sizeof msg), 0);
-        const int64_t d = sf_shape_size(in), k = l->k, s = l->stride, pad = l->pad;
+        const int64_t d = sf_shape_size(in), k = l->k;
         float w[200], bias[8], x[N * 200], y[N * 400], work[N * 2000];
         ck_assert_int_le(d, 200);
         ck_assert_int_le(l->units * in.c * k * k, 200);
@@ -316,16 +336,7 @@ START_TEST(test_conv_matches_direct)
             for (int64_t o = 0; o < l->units; o++)
                 for (int64_t oy = 0; oy < l->out.h; oy++)
                     for (int64_t ox = 0; ox < l->out.w; ox++) {
-                        double want = l->b[o];
-                        for (int64_t c = 0; c < in.c; c++)
-                            for (int64_t i = 0; i < k; i++)
-                                for (int64_t j = 0; j < k; j++) {
-                                    int64_t iy = oy * s - pad + i, ix = ox * s - pad + j;
-                                    if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w)
-                                        continue;
-                                    want += (double)l->w[((o * in.c + c) * k + i) * k + j] *
-                                            x[((b * in.c + c) * in.h + iy) * in.w + ix];
-                                }
+                        const double want = conv_direct(l, x, b, o, oy, ox);
                         const float got = y[((b * l->units + o) * l->out.h + oy) * l->out.w + ox];
                         ck_assert_msg(fabs(got - want) <= 1e-5 * (1.0 + fabs(want)),
                                       "%s: output (%lld, %lld, %lld, %lld) is %g, not %g",
@@ -404,13 +415,7 @@ START_TEST(test_conv_winograd_matches_direct)
         for (int64_t o = 0; o < O; o++)
             for (int64_t oy = 0; oy < H; oy++)
                 for (int64_t ox = 0; ox < W; ox++) {
-                    double want = bias[o];
-                    for (int64_t c = 0; c < C; c++)
-                        for (int64_t t = 0; t < 9; t++) {
-                            const int64_t p = AT(b, c, oy, ox, t / 3, t % 3);
-                            if (p >= 0)
-                                want += (double)w[(o * C + c) * 9 + t] * x[p];
-                        }
+                    const double want = conv_direct(l, x, b, o, oy, ox);
                     const float got = y[((b * O + o) * H + oy) * W + ox];
                     ck_assert_msg(fabs(got - want) <= 1e-5 * (1.0 + fabs(want)),
                                   "output (%lld, %lld, %lld, %lld) is %g, not %g",
