@@ -12,8 +12,8 @@
  *              (accumulating), input gradient NN. Conv (layer_conv.c), per
  *              sample on its (C k k, OH OW) column matrix: forward NN,
  *              weight gradient NT (accumulating), column gradient TN; or,
- *              where conv_winograd.c computes the layer, its 16 sgemms of
- *              each kind per chunk of samples (conv_winograd.h). The
+ *              where conv_winograd.c computes the layer, its own 16 sgemms
+ *              of each kind per chunk of samples (sf_wino_gemms). The
  *              first layer computes no input gradient. Not timed: im2col,
  *              col2im, bias, batchnorm, pooling, activations: those are
  *              the rest of the step, which the limit leaves out;
@@ -80,7 +80,8 @@ static double mean(const double *t, int n)
 typedef struct {
     int ni, no, np, conv, first;
     float *w, *dw, *in, *out, *din;
-    int wino, c, tiles, chunk; /* Winograd: in channels, tiles a sample, samples a chunk */
+    int wino, chunk; /* Winograd: samples a chunk; w its workspace */
+    const SfLayer *layer;
 } Gemm;
 
 /* On the pages shardfit itself uses for its flat blocks (bigalloc.h), so
@@ -97,37 +98,18 @@ static float *filled(size_t n)
     return p;
 }
 
-/* A Winograd layer's 16 sgemms of one kind over each chunk of n samples
- * (conv_winograd.c's shapes; w, dw: U and dU (16 C O); in: V, din: dV
- * (16 T C); out: M (16 T O), T a chunk's tiles). */
+/* A Winograd layer's sgemms of one kind over each chunk of n samples,
+ * conv_winograd.c's own calls on their own workspace (w). */
 static void wino_gemms(const Gemm *g, int n, int kind)
 {
-    const int C = g->c, O = g->no;
-    for (int s0 = 0; s0 < n; s0 += g->chunk) {
-        const int T = (n - s0 < g->chunk ? n - s0 : g->chunk) * g->tiles;
-        for (int x = 0; x < 16; x++) {
-            const float *u = g->w + (size_t)x * C * O;
-            float *v = g->in + (size_t)x * T * C, *m = g->out + (size_t)x * T * O;
-            if (kind == 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, O, C, 1.0f, v,
-                            C, u, O, 0.0f, m, O);
-            else if (kind == 1) /* sample by sample, as conv_winograd.c */
-                for (int s = 0; s < T / g->tiles; s++)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, O, g->tiles,
-                                1.0f, v + (size_t)s * g->tiles * C, C,
-                                m + (size_t)s * g->tiles * O, O, 1.0f,
-                                g->dw + (size_t)x * C * O, O);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, C, O, 1.0f, m, O,
-                            u, O, 0.0f, g->din + (size_t)x * T * C, C);
-        }
-    }
+    for (int s0 = 0; s0 < n; s0 += g->chunk)
+        sf_wino_gemms(g->layer, g->w, kind, n - s0 < g->chunk ? n - s0 : g->chunk);
 }
 
 static void forward_gemms(const Gemm *g, int n)
 {
     if (g->wino) {
-        wino_gemms(g, n, 0);
+        wino_gemms(g, n, SF_WINO_FORWARD);
         return;
     }
     if (!g->conv) {
@@ -144,9 +126,9 @@ static void forward_gemms(const Gemm *g, int n)
 static void backward_gemms(const Gemm *g, int n)
 {
     if (g->wino) {
-        wino_gemms(g, n, 1);
+        wino_gemms(g, n, SF_WINO_WEIGHT_GRAD);
         if (!g->first)
-            wino_gemms(g, n, 2);
+            wino_gemms(g, n, SF_WINO_INPUT_GRAD);
         return;
     }
     if (!g->conv) {
@@ -240,16 +222,9 @@ int main(int argc, char **argv)
         x->np = conv ? (int)(l->out.h * l->out.w) : 1;
         x->wino = conv && sf_wino_applies(l);
         if (x->wino) {
-            x->c = (int)l->in.c;
-            x->tiles = (int)sf_wino_tiles(l);
+            x->layer = l;
             x->chunk = (int)sf_wino_chunk(l);
-            const size_t T = (size_t)x->chunk * (size_t)x->tiles, C = (size_t)x->c;
-            const size_t O = (size_t)x->no;
-            x->w = filled(16 * C * O);
-            x->dw = filled(16 * C * O);
-            x->in = filled(16 * T * C);
-            x->out = filled(16 * T * O);
-            x->din = filled(16 * T * C);
+            x->w = filled((size_t)sf_wino_work(l));
             ng++;
             continue;
         }

@@ -1,7 +1,7 @@
 /* conv_winograd.h: the 3x3, padding 1, stride 1 convolutions of conv
  * layers with many input channels, by Winograd's minimal filtering
  * F(2x2, 3x3) instead of im2col (layer_conv.c asks sf_wino_applies). Private to
- * src/. */
+ * src/ and bench/. */
 #ifndef SHARDFIT_CONV_WINOGRAD_H
 #define SHARDFIT_CONV_WINOGRAD_H
 
@@ -10,16 +10,23 @@
 #include "shardfit/layer.h"
 
 /* 1 when l (a set-up conv layer) is computed here: 3x3, padding 1,
- * stride 1, input and output channels multiples of 16 (the transforms'
- * vectors run across channels). */
+ * stride 1, 16 or more input and output channels. */
 int sf_wino_applies(const SfLayer *l);
 
-/* Its shapes, for bench/limit.c's floor: tiles of a sample (ceil(H/2)
- * by ceil(W/2)), and samples a chunk. Its sgemms: forward, 16 of (T, O) =
- * (T, C) (C, O) a chunk of T tiles; backward, 16 of (C, O) += (C, t) (t,
- * O) a sample of t tiles, and 16 of (T, C) = (T, O) (O, C) a chunk. */
+/* Its shapes, for bench/limit.c: tiles of a sample (ceil(H/2) by
+ * ceil(W/2)), and samples a chunk. */
 int64_t sf_wino_tiles(const SfLayer *l);
 int64_t sf_wino_chunk(const SfLayer *l);
+
+/* The three kinds of its sgemms. Forward: 16 of M (O, T) = U (O, C) V (C,
+ * T) over a chunk of T tiles; weight gradient: 16 of dU (O, C) += dM (O,
+ * t) V (C, t)^T per sample of t tiles; input gradient: 16 of dV (C, T) =
+ * U^T dM (O, T) over a chunk. */
+enum { SF_WINO_FORWARD, SF_WINO_WEIGHT_GRAD, SF_WINO_INPUT_GRAD };
+
+/* The sgemms of one kind over a chunk of S samples on work (sf_wino_work
+ * floats), exactly as the layer runs them: bench/limit.c times these. */
+void sf_wino_gemms(const SfLayer *l, float *work, int kind, int64_t S);
 
 /* Floats of l->work the two passes need, whatever the rows. */
 int64_t sf_wino_work(const SfLayer *l);

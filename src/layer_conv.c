@@ -26,8 +26,8 @@
  * the edge zeroed. The elementwise loops are kernels cloned per vector
  * width (simd.h).
  *
- * A 3x3 convolution with padding 1 and stride 1 whose channel counts are
- * multiples of 16 goes by Winograd's F(2x2, 3x3) instead
+ * A 3x3 convolution with padding 1 and stride 1 and 16 or more channels
+ * in and out goes by Winograd's F(2x2, 3x3) instead
  * (conv_winograd.c, sf_wino_applies): fashion-cnn's second conv spent
  * two thirds of the step in its im2col sgemms. */
 #include "shardfit/layer.h"

@@ -29,21 +29,6 @@ static inline int beats(float v, float m) { return v > m || v != v; }
 #define VBEATS(v, m) (((v) > (m)) | ((v) != (v)))
 #define VPICK(F, I, take, v, m) ((F)(((take) & (I)(v)) | (~(take) & (I)(m))))
 
-/* GCC's two-vector shuffle by an index vector. Clang (the fuzz build) has
- * no __builtin_shuffle, only constant indices; there it is a loop over the
- * same lanes. */
-#if defined(__clang__)
-#define VSHUFFLE(F, V, x, y, idx)                                              \
-    ({                                                                         \
-        F r_;                                                                  \
-        for (int j_ = 0; j_ < (V); j_++)                                       \
-            r_[j_] = (idx)[j_] < (V) ? (x)[(idx)[j_]] : (y)[(idx)[j_] - (V)];  \
-        r_;                                                                    \
-    })
-#else
-#define VSHUFFLE(F, V, x, y, idx) __builtin_shuffle(x, y, idx)
-#endif
-
 #define MAXPOOL_VEC(V)                                                        \
     typedef float F##V __attribute__((vector_size(V * sizeof(float))));      \
     typedef int32_t I##V __attribute__((vector_size(V * sizeof(int32_t))));  \
@@ -75,10 +60,10 @@ static inline int beats(float v, float m) { return v > m || v != v; }
                 memcpy(&u1, r0 + 2 * x0 + V, sizeof u1);                      \
                 memcpy(&w0, r1 + 2 * x0, sizeof w0);                          \
                 memcpy(&w1, r1 + 2 * x0 + V, sizeof w1);                      \
-                const F##V va = VSHUFFLE(F##V, V, u0, u1, even);              \
-                const F##V vb = VSHUFFLE(F##V, V, u0, u1, odd);               \
-                const F##V vc = VSHUFFLE(F##V, V, w0, w1, even);              \
-                const F##V vd = VSHUFFLE(F##V, V, w0, w1, odd);               \
+                const F##V va = SF_VSHUFFLE(F##V, V, u0, u1, even);           \
+                const F##V vb = SF_VSHUFFLE(F##V, V, u0, u1, odd);            \
+                const F##V vc = SF_VSHUFFLE(F##V, V, w0, w1, even);           \
+                const F##V vd = SF_VSHUFFLE(F##V, V, w0, w1, odd);            \
                 const I##V at = base + 2 * ((int32_t)x0 + lane);              \
                 const I##V tb = VBEATS(vb, va), bb = VBEATS(vd, vc);          \
                 const F##V top = VPICK(F##V, I##V, tb, vb, va);               \
@@ -124,8 +109,8 @@ static inline int beats(float v, float m) { return v > m || v != v; }
                 const I##V q = row + 2 * ((int32_t)x0 + lane);                \
                 const F##V ge = VPICK(F##V, I##V, w == q, v, zero);           \
                 const F##V go = VPICK(F##V, I##V, w == q + 1, v, zero);       \
-                const F##V g0 = VSHUFFLE(F##V, V, ge, go, lo);                \
-                const F##V g1 = VSHUFFLE(F##V, V, ge, go, hi);                \
+                const F##V g0 = SF_VSHUFFLE(F##V, V, ge, go, lo);             \
+                const F##V g1 = SF_VSHUFFLE(F##V, V, ge, go, hi);             \
                 memcpy(gr + 2 * x0, &g0, sizeof g0);                          \
                 memcpy(gr + 2 * x0 + V, &g1, sizeof g1);                      \
             }                                                                 \

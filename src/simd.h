@@ -18,4 +18,19 @@
 #define SF_SIMD_CLONES
 #endif
 
+/* GCC's two-vector shuffle by an index vector (x's lanes, then y's). Clang
+ * (the fuzz build) has no __builtin_shuffle, only constant indices; there
+ * it is a loop over the same lanes. F the vector type, V its lanes. */
+#if defined(__clang__)
+#define SF_VSHUFFLE(F, V, x, y, idx)                                           \
+    ({                                                                         \
+        F r_;                                                                  \
+        for (int j_ = 0; j_ < (V); j_++)                                       \
+            r_[j_] = (idx)[j_] < (V) ? (x)[(idx)[j_]] : (y)[(idx)[j_] - (V)];  \
+        r_;                                                                    \
+    })
+#else
+#define SF_VSHUFFLE(F, V, x, y, idx) __builtin_shuffle(x, y, idx)
+#endif
+
 #endif

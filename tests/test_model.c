@@ -278,22 +278,27 @@ START_TEST(test_maxpool_matches_direct)
 END_TEST
 
 /* Output (b, o, oy, ox) of conv layer l (its w and b) on x (n, in),
- * summed directly in double. */
+ * summed directly in double; the sum of its terms' magnitudes in *mag
+ * (unless NULL), the scale of float rounding in it. */
 static double conv_direct(const SfLayer *l, const float *x, int64_t b, int64_t o,
-                          int64_t oy, int64_t ox)
+                          int64_t oy, int64_t ox, double *mag)
 {
     const SfShape in = l->in;
     const int64_t k = l->k, s = l->stride, pad = l->pad;
-    double want = l->b[o];
+    double want = l->b[o], m = fabs(l->b[o]);
     for (int64_t c = 0; c < in.c; c++)
         for (int64_t i = 0; i < k; i++)
             for (int64_t j = 0; j < k; j++) {
                 int64_t iy = oy * s - pad + i, ix = ox * s - pad + j;
                 if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w)
                     continue;
-                want += (double)l->w[((o * in.c + c) * k + i) * k + j] *
-                        x[((b * in.c + c) * in.h + iy) * in.w + ix];
+                const double t = (double)l->w[((o * in.c + c) * k + i) * k + j] *
+                                 x[((b * in.c + c) * in.h + iy) * in.w + ix];
+                want += t;
+                m += fabs(t);
             }
+    if (mag)
+        *mag = m;
     return want;
 }
 
@@ -336,7 +341,7 @@ START_TEST(test_conv_matches_direct)
             for (int64_t o = 0; o < l->units; o++)
                 for (int64_t oy = 0; oy < l->out.h; oy++)
                     for (int64_t ox = 0; ox < l->out.w; ox++) {
-                        const double want = conv_direct(l, x, b, o, oy, ox);
+                        const double want = conv_direct(l, x, b, o, oy, ox, NULL);
                         const float got = y[((b * l->units + o) * l->out.h + oy) * l->out.w + ox];
                         ck_assert_msg(fabs(got - want) <= 1e-5 * (1.0 + fabs(want)),
                                       "%s: output (%lld, %lld, %lld, %lld) is %g, not %g",
@@ -347,90 +352,108 @@ START_TEST(test_conv_matches_direct)
 }
 END_TEST
 
-/* A conv layer that goes by Winograd's F(2x2, 3x3) (16 channels in and
- * out, 3x3, padding 1): output, weight and input gradients against the sums
- * computed directly, over more samples than one chunk holds (at most 8)
- * and an odd height (a last row of tiles half outside). */
+/* Conv layers that go by Winograd's F(2x2, 3x3) (16 or more channels in
+ * and out, 3x3, padding 1): output, weight and input gradients against the
+ * sums computed directly, over more samples than one chunk holds (at most
+ * 8): odd heights and widths (a last row or column of tiles half outside),
+ * rows of 7 tiles (fashion-cnn's 14x14, one vector of 8 a row) and of 10
+ * (two vectors), channel counts that are not multiples of 8. The tensors
+ * are malloc'd to their size, so under the sanitizer a row's spill past
+ * the end of a tensor is caught. */
 START_TEST(test_conv_winograd_matches_direct)
 {
-    enum { N = 11 };
-    const SfShape in = {16, 7, 6};
-    char msg[200];
-    SfLayer layer, *l = &layer;
-    ck_assert_int_eq(sf_layer_setup(l, "conv:16:3:1:1", in, msg, sizeof msg), 0);
-    const int64_t C = in.c, H = in.h, W = in.w, O = l->units, D = C * H * W, E = O * H * W;
-    const int64_t nw = O * C * 9;
-    float *w = malloc((size_t)nw * sizeof *w), *dw = calloc((size_t)nw, sizeof *dw);
-    float bias[16], db[16] = {0};
-    float *x = malloc((size_t)(N * D) * sizeof *x), *din = malloc((size_t)(N * D) * sizeof *x);
-    float *y = malloc((size_t)(N * E) * sizeof *y), *dy = malloc((size_t)(N * E) * sizeof *y);
-    float *work = malloc((size_t)(N * l->work_per_row + l->work_fixed) * sizeof *work);
-    l->w = w;
-    l->b = bias;
-    l->dw = dw;
-    l->db = db;
-    l->work = work;
-    uint64_t key = sf_rng_key(9, 1, 2);
-    for (int64_t i = 0; i < nw; i++)
-        w[i] = (float)sf_rng_normal(key, (uint64_t)(100000 + i));
-    for (int64_t o = 0; o < O; o++)
-        bias[o] = 0.1f * (float)(o + 1);
-    for (int64_t i = 0; i < N * D; i++)
-        x[i] = (float)sf_rng_normal(key, (uint64_t)i);
-    for (int64_t i = 0; i < N * E; i++)
-        dy[i] = (float)sf_rng_normal(key, (uint64_t)(200000 + i));
-    SfPass pass = {0};
-    l->ops->forward(l, x, y, N, &pass);
-    l->ops->backward(l, x, y, dy, din, N, &pass);
-    /* input pixel (b, c, iy, ix) of output (oy, ox) and tap (i, j), or -1 */
-#define AT(b, c, oy, ox, i, j)                                                    \
-    ((oy) + (i) - 1 < 0 || (oy) + (i) - 1 >= H || (ox) + (j) - 1 < 0 ||          \
-             (ox) + (j) - 1 >= W                                                  \
-         ? -1                                                                     \
-         : (((b) * C + (c)) * H + (oy) + (i) - 1) * W + (ox) + (j) - 1)
-    double *want_dx = calloc((size_t)(N * D), sizeof *want_dx);
-    for (int64_t o = 0; o < O; o++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t t = 0; t < 9; t++) {
-                double want_dw = 0.0;
-                for (int64_t b = 0; b < N; b++)
-                    for (int64_t oy = 0; oy < H; oy++)
-                        for (int64_t ox = 0; ox < W; ox++) {
-                            const int64_t p = AT(b, c, oy, ox, t / 3, t % 3);
-                            const double g = dy[((b * O + o) * H + oy) * W + ox];
-                            if (p < 0)
-                                continue;
-                            want_dw += g * x[p];
-                            want_dx[p] += g * w[(o * C + c) * 9 + t];
-                        }
-                const float got = dw[(o * C + c) * 9 + t];
-                ck_assert_msg(fabs(got - want_dw) <= 1e-4 * (1.0 + fabs(want_dw)),
-                              "weight gradient (%lld, %lld, %lld) is %g, not %g",
-                              (long long)o, (long long)c, (long long)t, got, want_dw);
-            }
-    for (int64_t i = 0; i < N * D; i++)
-        ck_assert_msg(fabs(din[i] - want_dx[i]) <= 1e-4 * (1.0 + fabs(want_dx[i])),
-                      "input gradient %lld is %g, not %g", (long long)i, din[i], want_dx[i]);
-    for (int64_t b = 0; b < N; b++)
+    static const struct { const char *layer; SfShape in; int n; } cases[] = {
+        {"conv:16:3:1:1", {16, 7, 6}, 11},
+        {"conv:20:3:1:1", {17, 5, 19}, 3},
+        {"conv:24:3:1:1", {32, 14, 14}, 5},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const int64_t N = cases[k].n;
+        const SfShape in = cases[k].in;
+        char msg[200];
+        SfLayer layer, *l = &layer;
+        ck_assert_int_eq(sf_layer_setup(l, cases[k].layer, in, msg, sizeof msg), 0);
+        const int64_t C = in.c, H = in.h, W = in.w, O = l->units;
+        const int64_t D = C * H * W, E = O * H * W, nw = O * C * 9;
+        float *w = malloc((size_t)nw * sizeof *w), *dw = calloc((size_t)nw, sizeof *dw);
+        float *bias = malloc((size_t)O * sizeof *bias), *db = calloc((size_t)O, sizeof *db);
+        float *x = malloc((size_t)(N * D) * sizeof *x);
+        float *din = malloc((size_t)(N * D) * sizeof *x);
+        float *y = malloc((size_t)(N * E) * sizeof *y);
+        float *dy = malloc((size_t)(N * E) * sizeof *y);
+        float *work = malloc((size_t)(N * l->work_per_row + l->work_fixed) * sizeof *work);
+        l->w = w;
+        l->b = bias;
+        l->dw = dw;
+        l->db = db;
+        l->work = work;
+        uint64_t key = sf_rng_key(9, 1, 2);
+        for (int64_t i = 0; i < nw; i++)
+            w[i] = (float)sf_rng_normal(key, (uint64_t)(100000 + i));
         for (int64_t o = 0; o < O; o++)
-            for (int64_t oy = 0; oy < H; oy++)
-                for (int64_t ox = 0; ox < W; ox++) {
-                    const double want = conv_direct(l, x, b, o, oy, ox);
-                    const float got = y[((b * O + o) * H + oy) * W + ox];
-                    ck_assert_msg(fabs(got - want) <= 1e-5 * (1.0 + fabs(want)),
-                                  "output (%lld, %lld, %lld, %lld) is %g, not %g",
-                                  (long long)b, (long long)o, (long long)oy,
-                                  (long long)ox, got, want);
+            bias[o] = 0.1f * (float)(o + 1);
+        for (int64_t i = 0; i < N * D; i++)
+            x[i] = (float)sf_rng_normal(key, (uint64_t)i);
+        for (int64_t i = 0; i < N * E; i++)
+            dy[i] = (float)sf_rng_normal(key, (uint64_t)(200000 + i));
+        SfPass pass = {0};
+        l->ops->forward(l, x, y, N, &pass);
+        l->ops->backward(l, x, y, dy, din, N, &pass);
+        /* input pixel (b, c, iy, ix) of output (oy, ox) and tap (i, j), or -1 */
+#define AT(b, c, oy, ox, i, j)                                                \
+    ((oy) + (i) - 1 < 0 || (oy) + (i) - 1 >= H || (ox) + (j) - 1 < 0 ||      \
+             (ox) + (j) - 1 >= W                                              \
+         ? -1                                                                 \
+         : (((b) * C + (c)) * H + (oy) + (i) - 1) * W + (ox) + (j) - 1)
+        double *want_dx = calloc((size_t)(N * D), sizeof *want_dx);
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t t = 0; t < 9; t++) {
+                    double want_dw = 0.0;
+                    for (int64_t b = 0; b < N; b++)
+                        for (int64_t oy = 0; oy < H; oy++)
+                            for (int64_t ox = 0; ox < W; ox++) {
+                                const int64_t p = AT(b, c, oy, ox, t / 3, t % 3);
+                                const double g = dy[((b * O + o) * H + oy) * W + ox];
+                                if (p < 0)
+                                    continue;
+                                want_dw += g * x[p];
+                                want_dx[p] += g * w[(o * C + c) * 9 + t];
+                            }
+                    const float got = dw[(o * C + c) * 9 + t];
+                    ck_assert_msg(fabs(got - want_dw) <= 1e-4 * (1.0 + fabs(want_dw)),
+                                  "%s: weight gradient (%lld, %lld, %lld) is %g, not %g",
+                                  cases[k].layer, (long long)o, (long long)c, (long long)t, got, want_dw);
                 }
+        for (int64_t i = 0; i < N * D; i++)
+            ck_assert_msg(fabs(din[i] - want_dx[i]) <= 1e-4 * (1.0 + fabs(want_dx[i])),
+                          "%s: input gradient %lld is %g, not %g", cases[k].layer,
+                          (long long)i, din[i], want_dx[i]);
+        for (int64_t b = 0; b < N; b++)
+            for (int64_t o = 0; o < O; o++)
+                for (int64_t oy = 0; oy < H; oy++)
+                    for (int64_t ox = 0; ox < W; ox++) {
+                        double mag;
+                        const double want = conv_direct(l, x, b, o, oy, ox, &mag);
+                        const float got = y[((b * O + o) * H + oy) * W + ox];
+                        ck_assert_msg(fabs(got - want) <= 1e-5 * (1.0 + fabs(want)) +
+                                                              1e-7 * mag,
+                                      "%s: output (%lld, %lld, %lld, %lld) is %g, not %g",
+                                      cases[k].layer, (long long)b, (long long)o, (long long)oy,
+                                      (long long)ox, got, want);
+                    }
 #undef AT
-    free(want_dx);
-    free(w);
-    free(dw);
-    free(x);
-    free(din);
-    free(y);
-    free(dy);
-    free(work);
+        free(want_dx);
+        free(w);
+        free(dw);
+        free(x);
+        free(din);
+        free(y);
+        free(dy);
+        free(work);
+        free(bias);
+        free(db);
+    }
 }
 END_TEST
 
