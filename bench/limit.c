@@ -10,7 +10,8 @@
  *              with the shapes and layouts the layers use. Dense
  *              (layer_dense.c): forward NT, weight gradient TN
  *              (accumulating), input gradient NN. Conv (layer_conv.c), per
- *              sample on its (C k k, OH OW) column matrix: forward NN,
+ *              sample on its (C k k, OH OW) column matrix: forward NN
+ *              (with the bias as one more row of the product),
  *              weight gradient NT (accumulating), column gradient TN; or,
  *              where conv_winograd.c computes the layer, its own 16 sgemms
  *              of each kind per chunk of samples (sf_wino_gemms). The
@@ -76,10 +77,12 @@ static double mean(const double *t, int n)
 
 /* One parametric layer's sgemm shapes. Dense: ni inputs, no outputs per
  * row. Conv: no = out channels, ni = C k k, np = OH OW positions, and
- * in/din hold one sample's column matrix (ni, np). */
+ * in holds one sample's column matrix (ni, np) and a row of ones, din
+ * its gradient (ni, np). */
 typedef struct {
     int ni, no, np, conv, first;
     float *w, *dw, *in, *out, *din;
+    float *wb; /* conv: the weights with the bias as a last column */
     int wino, chunk; /* Winograd: samples a chunk; w its workspace */
     const SfLayer *layer;
 } Gemm;
@@ -117,9 +120,9 @@ static void forward_gemms(const Gemm *g, int n)
                     1.0f, g->in, g->ni, g->w, g->ni, 1.0f, g->out, g->no);
         return;
     }
-    for (int b = 0; b < n; b++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->no, g->np, g->ni,
-                    1.0f, g->w, g->ni, g->in, g->np, 1.0f,
+    for (int b = 0; b < n; b++) /* [W | bias] (no, ni + 1) by [col; ones] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->no, g->np, g->ni + 1,
+                    1.0f, g->wb, g->ni + 1, g->in, g->np, 0.0f,
                     g->out + (size_t)b * g->no * g->np, g->np);
 }
 
@@ -233,7 +236,9 @@ int main(int argc, char **argv)
         const size_t rows = conv ? 1 : (size_t)n;
         x->w = filled((size_t)x->no * (size_t)x->ni);
         x->dw = filled((size_t)x->no * (size_t)x->ni);
-        x->in = filled(rows * (size_t)x->ni * (size_t)x->np);
+        x->in = filled(rows * (size_t)(x->ni + conv) * (size_t)x->np);
+        if (conv)
+            x->wb = filled((size_t)x->no * (size_t)(x->ni + 1));
         x->out = filled((size_t)n * (size_t)x->no * (size_t)x->np);
         x->din = filled(rows * (size_t)x->ni * (size_t)x->np);
         ng++;
