@@ -353,13 +353,14 @@ START_TEST(test_conv_matches_direct)
 END_TEST
 
 /* Conv layers that go by Winograd's F(2x2, 3x3) (16 or more channels in
- * and out, 3x3, padding 1): output, weight and input gradients against the
- * sums computed directly, over more samples than one chunk holds (at most
- * 8): odd heights and widths (a last row or column of tiles half outside),
- * rows of 7 tiles (fashion-cnn's 14x14, one vector of 8 a row) and of 10
- * (two vectors), channel counts that are not multiples of 8. The tensors
- * are malloc'd to their size, so under the sanitizer a row's spill past
- * the end of a tensor is caught. */
+ * and out, 3x3, padding 1): output, weight, bias and input gradients
+ * against the sums computed directly, over more samples than one chunk
+ * holds (at most 8): odd heights and widths (a last row or column of tiles
+ * half outside), rows of 7 tiles (fashion-cnn's 14x14, one vector of 8 a
+ * row) and of 10 (two vectors), channel counts that are not multiples of
+ * 8. The tensors are malloc'd to their size, so under the sanitizer a
+ * row's spill past the end of a tensor is caught. The output's bound adds
+ * 1e-7 of its terms' summed magnitudes (the rounding of 288 products). */
 START_TEST(test_conv_winograd_matches_direct)
 {
     static const struct { const char *layer; SfShape in; int n; } cases[] = {
@@ -425,6 +426,15 @@ START_TEST(test_conv_winograd_matches_direct)
                                   "%s: weight gradient (%lld, %lld, %lld) is %g, not %g",
                                   cases[k].layer, (long long)o, (long long)c, (long long)t, got, want_dw);
                 }
+        for (int64_t o = 0; o < O; o++) {
+            double want_db = 0.0;
+            for (int64_t i = 0; i < N; i++)
+                for (int64_t p = 0; p < H * W; p++)
+                    want_db += dy[(i * O + o) * H * W + p];
+            ck_assert_msg(fabs(db[o] - want_db) <= 1e-4 * (1.0 + fabs(want_db)),
+                          "%s: bias gradient %lld is %g, not %g", cases[k].layer,
+                          (long long)o, db[o], want_db);
+        }
         for (int64_t i = 0; i < N * D; i++)
             ck_assert_msg(fabs(din[i] - want_dx[i]) <= 1e-4 * (1.0 + fabs(want_dx[i])),
                           "%s: input gradient %lld is %g, not %g", cases[k].layer,
