@@ -48,7 +48,8 @@
 #include "simd.h"
 
 #define XI 16                   /* entries of a transformed 4x4 tile */
-#define MIN_CHANNELS 16         /* fewer: im2col, whose one sgemm is deeper */
+#define MIN_CHANNELS 16         /* fewer: im2col (16 sgemms of depth C are
+                                   shallow; not measured below 16) */
 #define MAX_CHUNK 8             /* samples per chunk, at most */
 #define CHUNK_BYTES (1 << 20)   /* V, M and dV of a chunk: about L2 */
 #define SLACK 8                 /* a vector of tiles past a chunk's last */
@@ -343,11 +344,11 @@ static void plane_back(const Wino *g, const float *restrict v, int64_t vs,
     for (int64_t ty = 0; ty < g->TH; ty++)
         for (int64_t b = 0; b < g->NB; b++) {
             const float *t = v + ty * g->TW + 8 * b;
-            const I8 in = LANE < (int32_t)(g->TW - 8 * b);
+            const I8 valid = LANE < (int32_t)(g->TW - 8 * b);
             F8 e[4][4], q[4][4];
             for (int x = 0; x < XI; x++) {
                 LOAD(e[x / 4][x % 4], t + x * vs);
-                e[x / 4][x % 4] = KEEP(e[x / 4][x % 4], in);
+                e[x / 4][x % 4] = KEEP(e[x / 4][x % 4], valid);
             }
             for (int j = 0; j < 4; j++) {
                 q[0][j] = e[0][j];
