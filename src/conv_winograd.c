@@ -48,8 +48,9 @@
 #include "simd.h"
 
 #define XI 16                   /* entries of a transformed 4x4 tile */
-#define MIN_CHANNELS 16         /* fewer: im2col (16 sgemms of depth C are
-                                   shallow; not measured below 16) */
+#define MIN_CHANNELS 16         /* fewer: im2col (at 14x14 the step by
+                                   Winograd was 0.85 of im2col's at 16 to 16
+                                   channels, 1.01 at 8 to 8: BENCHMARKS) */
 #define MAX_CHUNK 8             /* samples per chunk, at most */
 #define CHUNK_BYTES (1 << 20)   /* V, M and dV of a chunk: about L2 */
 #define SLACK 8                 /* a vector of tiles past a chunk's last */
