@@ -133,7 +133,9 @@ assert v["synced_us"] > 0 and v["allreduce_us"] >= 0 and "delay_us" in v, v
 PY
 then ok "bench-comm --compute-us: calibrated work, the delay of a meeting"
 else bad "bench-comm --compute-us"; fi
-# With the shard loader's exchange between two pieces of work.
+# With the shard loader's exchange between two pieces of work. synced (the
+# work and both meetings) and free (the work alone) are medians of separate
+# runs, so under noise synced may come out below free: the same 0.7.
 if "$RUN" 2 "$SF" bench-comm --compute-us 400,100 --exchange-bytes 64K \
        --allreduce-bytes 256K --repeat 20 \
        > "$T/out" 2>&1 &&
@@ -142,7 +144,7 @@ import re, sys
 line = [l for l in open(sys.argv[1]) if l.startswith("sync: ")][0]
 v = {k: float(x) for k, x in re.findall(r"(\w+)=(-?[0-9.]+)", line)}
 assert v["compute_us"] == 500 and v["free_us"] >= 0.7 * 500, v
-assert v["exchange_us"] > 0 and v["synced_us"] >= v["free_us"] * 0.9, v
+assert v["exchange_us"] > 0 and v["synced_us"] >= v["free_us"] * 0.7, v
 assert "allreduce of 262144 bytes" in open(sys.argv[1]).read()
 PY
 then ok "bench-comm --compute-us U1,U2 --exchange-bytes --allreduce-bytes: a step's meetings"
