@@ -83,7 +83,7 @@ typedef struct {
     int ni, no, np, conv, first;
     float *w, *dw, *in, *out, *din;
     float *wb; /* conv: the weights with the bias as a last column */
-    int wino, chunk; /* Winograd: samples a chunk; w its workspace */
+    int wino; /* Winograd: w is the layer's workspace */
     const SfLayer *layer;
 } Gemm;
 
@@ -101,18 +101,10 @@ static float *filled(size_t n)
     return p;
 }
 
-/* A Winograd layer's sgemms of one kind over each chunk of n samples,
- * conv_winograd.c's own calls on their own workspace (w). */
-static void wino_gemms(const Gemm *g, int n, int kind)
-{
-    for (int s0 = 0; s0 < n; s0 += g->chunk)
-        sf_wino_gemms(g->layer, g->w, kind, n - s0 < g->chunk ? n - s0 : g->chunk);
-}
-
 static void forward_gemms(const Gemm *g, int n)
 {
     if (g->wino) {
-        wino_gemms(g, n, SF_WINO_FORWARD);
+        sf_wino_gemms(g->layer, g->w, SF_WINO_FORWARD, n);
         return;
     }
     if (!g->conv) {
@@ -129,9 +121,9 @@ static void forward_gemms(const Gemm *g, int n)
 static void backward_gemms(const Gemm *g, int n)
 {
     if (g->wino) {
-        wino_gemms(g, n, SF_WINO_WEIGHT_GRAD);
+        sf_wino_gemms(g->layer, g->w, SF_WINO_WEIGHT_GRAD, n);
         if (!g->first)
-            wino_gemms(g, n, SF_WINO_INPUT_GRAD);
+            sf_wino_gemms(g->layer, g->w, SF_WINO_INPUT_GRAD, n);
         return;
     }
     if (!g->conv) {
@@ -226,7 +218,6 @@ int main(int argc, char **argv)
         x->wino = conv && sf_wino_applies(l);
         if (x->wino) {
             x->layer = l;
-            x->chunk = (int)sf_wino_chunk(l);
             x->w = filled((size_t)sf_wino_work(l));
             ng++;
             continue;

@@ -142,16 +142,6 @@ int sf_wino_applies(const SfLayer *l)
            l->units >= MIN_CHANNELS;
 }
 
-int64_t sf_wino_tiles(const SfLayer *l)
-{
-    return ((l->in.h + 1) / 2) * ((l->in.w + 1) / 2);
-}
-
-int64_t sf_wino_chunk(const SfLayer *l)
-{
-    return chunk_of(l->in.c, l->units, sf_wino_tiles(l));
-}
-
 int64_t sf_wino_work(const SfLayer *l)
 {
     return wino_at(l, NULL).floats;
@@ -403,10 +393,11 @@ static void chunk_gemms(const Wino *g, int kind, int64_t S)
     }
 }
 
-void sf_wino_gemms(const SfLayer *l, float *work, int kind, int64_t S)
+void sf_wino_gemms(const SfLayer *l, float *work, int kind, int64_t n)
 {
     const Wino g = wino_at(l, work);
-    chunk_gemms(&g, kind, S);
+    for (int64_t s0 = 0; s0 < n; s0 += g.S)
+        chunk_gemms(&g, kind, n - s0 < g.S ? n - s0 : g.S);
 }
 
 /* V of the chunk of S samples at in, whose tensor ends at end. */

@@ -13,20 +13,16 @@
  * stride 1, 16 or more input and output channels. */
 int sf_wino_applies(const SfLayer *l);
 
-/* Its shapes, for bench/limit.c: tiles of a sample (ceil(H/2) by
- * ceil(W/2)), and samples a chunk. */
-int64_t sf_wino_tiles(const SfLayer *l);
-int64_t sf_wino_chunk(const SfLayer *l);
-
 /* The three kinds of its sgemms. Forward: 16 of M (O, T) = U (O, C) V (C,
  * T) over a chunk of T tiles; weight gradient: 16 of dU (O, C) += dM (O,
  * t) V (C, t)^T per sample of t tiles; input gradient: 16 of dV (C, T) =
  * U^T dM (O, T) over a chunk. */
 enum { SF_WINO_FORWARD, SF_WINO_WEIGHT_GRAD, SF_WINO_INPUT_GRAD };
 
-/* The sgemms of one kind over a chunk of S samples on work (sf_wino_work
- * floats), exactly as the layer runs them: bench/limit.c times these. */
-void sf_wino_gemms(const SfLayer *l, float *work, int kind, int64_t S);
+/* The sgemms of one kind over n samples, chunk by chunk, on work
+ * (sf_wino_work floats), exactly as the layer runs them: bench/limit.c
+ * times these. */
+void sf_wino_gemms(const SfLayer *l, float *work, int kind, int64_t n);
 
 /* Floats of l->work the two passes need, whatever the rows. */
 int64_t sf_wino_work(const SfLayer *l);
