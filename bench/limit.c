@@ -20,12 +20,16 @@
  *              the rest of the step, which the limit leaves out;
  *   optim:     one SGD-momentum update of all parameters (sf_optim_step);
  *   allreduce: MPI_Allreduce in place of the gradient block (parameters plus
- *              the step's tail), as the trainer sends it (P > 1 only).
+ *              the step's tail), as the trainer sends it (P > 1 only);
+ *   batchnorm: each batchnorm layer's passes over its input that remain
+ *              after shardfit's fusions (bn_passes), as plain vector loops
+ *              on tensors of that size: what its statistics over the
+ *              global batch cost at this machine's memory speed.
  * Prints one line of key=value pairs from rank 0, over REPS (default 200)
- * after a warm-up: gemm_ms, optim_ms and allreduce_ms are means of wall
- * time, the statistic shardfit's own samples/s is (a step's mean, every
- * slow step counted); gemm_cpu_ms and optim_cpu_ms are medians of thread
- * CPU time, which other jobs on the machine move least. Comparing
+ * after a warm-up: gemm_ms, optim_ms, allreduce_ms and batchnorm_ms are
+ * means of wall time, the statistic shardfit's own samples/s is (a step's
+ * mean, every slow step counted); gemm_cpu_ms and optim_cpu_ms are medians
+ * of thread CPU time, which other jobs on the machine move least. Comparing
  * shardfit's mean wall time with a median CPU time had put it 2-5% further
  * from the bound than it was. A benchmark tool, not part of shardfit: it
  * calls BLAS and MPI itself, which the product leaves to its gateways. */
@@ -38,6 +42,7 @@
 
 #include "../src/bigalloc.h"
 #include "../src/conv_winograd.h"
+#include "../src/simd.h"
 #include "shardfit/model.h"
 #include "shardfit/optim.h"
 
@@ -143,6 +148,44 @@ static void backward_gemms(const Gemm *g, int n)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->ni, g->np, g->no,
                         1.0f, g->w, g->ni, dy, g->np, 0.0f, g->din, g->np);
     }
+}
+
+/* Batchnorm's passes over its input x (m floats: the rows' C H W) as
+ * shardfit makes them, each one after a sum over the global batch, which
+ * no fusion moves across: forward normalises x (read x: its statistics
+ * were summed as the conv wrote it), backward sums dy and dy x (read x and
+ * dy), then din = k dy - a x - b (read x and dy, write din). Plain vector
+ * loops, 16 independent lanes (a tail under 16 floats left out): what this
+ * machine's memory gives for tensors of this size. */
+typedef float Lanes __attribute__((vector_size(16 * sizeof(float))));
+
+SF_SIMD_CLONES
+static float bn_passes(const float *x, const float *dy, float *din, int64_t m)
+{
+    Lanes s = {0}, d = {0}, q = {0};
+    for (int64_t p = 0; p + 16 <= m; p += 16) {
+        Lanes v;
+        memcpy(&v, x + p, sizeof v);
+        s += v;
+    }
+    for (int64_t p = 0; p + 16 <= m; p += 16) {
+        Lanes v, g;
+        memcpy(&v, x + p, sizeof v);
+        memcpy(&g, dy + p, sizeof g);
+        d += g;
+        q += g * v;
+    }
+    for (int64_t p = 0; p + 16 <= m; p += 16) {
+        Lanes v, g;
+        memcpy(&v, x + p, sizeof v);
+        memcpy(&g, dy + p, sizeof g);
+        g = 0.5f * g - 0.25f * v - 0.125f;
+        memcpy(din + p, &g, sizeof g);
+    }
+    float r = 0.0f;
+    for (int j = 0; j < 16; j++)
+        r += s[j] + d[j] + q[j];
+    return r;
 }
 
 static void step_gemms(const Gemm *g, int ng, int n)
@@ -259,6 +302,29 @@ int main(int argc, char **argv)
     }
     const double optim = mean(w, reps), optim_cpu = median(t, reps);
 
+    double bn = 0.0;
+    for (int i = 0; i < sf_model_nlayers(m); i++) {
+        const SfLayer *l = sf_model_layer(m, i);
+        if (l->ops != &sf_layer_batchnorm)
+            continue;
+        const int64_t size = n * sf_shape_size(l->in);
+        float *x = filled((size_t)size), *dy = filled((size_t)size),
+              *din = filled((size_t)size);
+        volatile float sink = 0.0f;
+        for (int r = 0; r < 5; r++)
+            sink += bn_passes(x, dy, din, size);
+        for (int r = 0; r < reps; r++) {
+            double w0 = now();
+            sink += bn_passes(x, dy, din, size);
+            w[r] = now() - w0;
+        }
+        bn += mean(w, reps);
+        (void)sink;
+        free(x);
+        free(dy);
+        free(din);
+    }
+
     double allreduce = 0.0;
     if (size > 1) {
         const int count = (int)(np + SF_MODEL_GRAD_TAIL);
@@ -274,13 +340,14 @@ int main(int argc, char **argv)
     }
     /* Every rank's figures; rank 0 reports the slowest rank's (a step waits
      * for it). */
-    double mine[5] = {gemm, optim, allreduce, gemm_cpu, optim_cpu}, worst[5];
-    MPI_Reduce(mine, worst, 5, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    double mine[6] = {gemm, optim, allreduce, gemm_cpu, optim_cpu, bn}, worst[6];
+    MPI_Reduce(mine, worst, 6, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     if (rank == 0)
         printf("ranks=%d rows=%d params=%lld gemm_ms=%.4f optim_ms=%.4f "
                "allreduce_ms=%.4f gemm_cpu_ms=%.4f optim_cpu_ms=%.4f "
-               "other_param_layers=%d\n", size, n, (long long)np, 1e3 * worst[0],
-               1e3 * worst[1], 1e3 * worst[2], 1e3 * worst[3], 1e3 * worst[4], skipped);
+               "batchnorm_ms=%.4f other_param_layers=%d\n", size, n, (long long)np,
+               1e3 * worst[0], 1e3 * worst[1], 1e3 * worst[2], 1e3 * worst[3],
+               1e3 * worst[4], 1e3 * worst[5], skipped);
     free(w);
     free(t);
     sf_optim_free(o);

@@ -17,8 +17,9 @@ and each round, back to back:
     (scripts/bench_torch.py, same model, data and batch);
   - the limit (build/bench_limit): the step's sgemm calls alone (dense and
     conv layers) on 1 rank x 128 rows and on 2 ranks x 64, SGD-momentum's
-    pass over the parameters, and MPI_Allreduce of the gradient's bytes on
-    2 ranks.
+    pass over the parameters, MPI_Allreduce of the gradient's bytes on
+    2 ranks, and batchnorm's passes over its input as plain vector loops
+    (batchnorm_ms).
 Every side runs with the same OPENBLAS_CORETYPE (BENCH_CORETYPE) and one
 BLAS thread per process. Ratios are taken within a round, then the median
 over rounds is reported (the machine is shared: absolute figures drift).
@@ -254,15 +255,23 @@ def write(path, rows, buckets, rounds):
          "Limits: 1 rank = 128 / (the step's sgemm calls alone); 2 ranks = 128 / "
          "(sgemm at 64 rows + MPI_Allreduce of the gradient), and with the allreduce "
          "fully hidden = 128 / sgemm at 64 rows; each the mean wall time over "
-         "its repetitions, as shardfit's samples/s is the mean over its steps.", ""]
+         "its repetitions, as shardfit's samples/s is the mean over its steps. "
+         "limit1+BN adds to the 1-rank limit batchnorm's passes over its input as "
+         "shardfit makes them, each after a sum over the global batch (forward: x; "
+         "backward: x and dy, then x and dy into din), timed as plain vector loops "
+         "on tensors of the same size (bench_limit's batchnorm_ms): how near a CNN "
+         "with batchnorm is to GEMM plus what its statistics cost at memory speed.", ""]
     best = lambda x: max(buckets, key=lambda b: x["ours2_" + b]["sps"])
     L.append("| model | ours 1 | PyTorch 1 | ours 2 (bucket_mb or shared) | DDP 2 | limit 1 | limit 2 | "
-             "limit 2, hidden | ours1/PyTorch1 | ours2/DDP | ours1/limit1 | ours2/limit2 |")
-    L.append("|---" * 12 + "|")
+             "limit 2, hidden | ours1/PyTorch1 | ours2/DDP | ours1/limit1 | ours2/limit2 | "
+             "ours1/(limit1+BN) |")
+    L.append("|---" * 13 + "|")
     for name, layers, res in rows:
         lim1 = [128e3 / x["lim1"]["gemm_ms"] for x in res]
         lim2 = [128e3 / (x["lim2"]["gemm_ms"] + x["lim2"]["allreduce_ms"]) for x in res]
         lim2h = [128e3 / x["lim2"]["gemm_ms"] for x in res]
+        lim1bn = [128e3 / (x["lim1"]["gemm_ms"] + x["lim1"].get("batchnorm_ms", 0.0))
+                  for x in res]
         o1 = [x["ours1"]["sps"] for x in res]
         o2 = [x["ours2_" + best(x)]["sps"] for x in res]
         t1 = [x["torch1"]["samples_per_sec"] for x in res]
@@ -273,7 +282,8 @@ def write(path, rows, buckets, rounds):
                  f"{med([a / b for a, b in zip(o1, t1)]):.2f} | "
                  f"{med([a / b for a, b in zip(o2, d2)]):.2f} | "
                  f"{med([a / b for a, b in zip(o1, lim1)]):.2f} | "
-                 f"{med([a / b for a, b in zip(o2, lim2)]):.2f} |")
+                 f"{med([a / b for a, b in zip(o2, lim2)]):.2f} | "
+                 f"{med([a / b for a, b in zip(o1, lim1bn)]):.2f} |")
     L += ["", "## One rank by CPU time per step (robust when other jobs load the machine)", "",
           "shardfit: CPU time of a singleton run of WARMUP + the row's steps minus one of WARMUP; "
           "PyTorch: its process CPU time over the timed steps; GEMM: the limit "

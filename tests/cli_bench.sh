@@ -3,8 +3,9 @@
 # it claims (no timings are judged: speed is for the benchmark, not tests).
 #  - bench_limit builds the limit of dense and conv models: the parameter
 #    count of the model it timed, the layers with parameters but no sgemm
-#    (batchnorm) counted apart, a sum on 2 ranks; INPUT that is neither F
-#    nor CxHxW is refused (exit 2, naming it);
+#    (batchnorm) counted apart, batchnorm's passes timed (none for an MLP),
+#    a sum on 2 ranks; INPUT that is neither F nor CxHxW is refused (exit 2,
+#    naming it);
 #  - scripts/bench_step.py, a round of a few steps, writes build/bench.md's
 #    tables with a row for each MLP and the CNN, every cell a number.
 # Ends "N passed, N failed".
@@ -17,6 +18,7 @@ CNN_PARAMS=418
 "$LIM" "$CNN" 1x8x8 16 3 > "$tmp/out" 2>&1 &&
     grep -q "ranks=1 rows=16 params=$CNN_PARAMS .*other_param_layers=1" "$tmp/out" &&
     grep -Eq "gemm_ms=[0-9.]*[1-9]" "$tmp/out" &&
+    grep -Eq "batchnorm_ms=[0-9.]*[1-9]" "$tmp/out" &&
     ok "bench_limit: a conv model on 1 rank" || bad "bench_limit: a conv model on 1 rank"
 
 "$RUN" 2 "$LIM" "$CNN" 1x8x8 16 3 > "$tmp/out" 2>&1 &&
@@ -25,7 +27,7 @@ CNN_PARAMS=418
     ok "bench_limit: a conv model on 2 ranks, with its sum" || bad "bench_limit: a conv model on 2 ranks, with its sum"
 
 "$LIM" "dense:8 relu dense:2" 12 4 3 > "$tmp/out" 2>&1 &&
-    grep -q "params=122 .*other_param_layers=0" "$tmp/out" &&
+    grep -q "params=122 .*batchnorm_ms=0.0000 other_param_layers=0" "$tmp/out" &&
     ok "bench_limit: an MLP" || bad "bench_limit: an MLP"
 
 "$LIM" "$CNN" 1x8 16 3 > "$tmp/out" 2>&1
