@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "checkpoint_internal.h"
+#include "dirs.h"
 
 int sf_checkpoint_prepare_dir(const char *dir, SfError *err)
 {
@@ -27,25 +28,14 @@ int sf_checkpoint_prepare_dir(const char *dir, SfError *err)
                      "too long", dir);
         return -1;
     }
-    /* mkdir -p: each prefix ending before a '/', then the whole. */
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(path, 0777) != 0 && errno != EEXIST &&
-            !(stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
-            sf_error_set(err, SF_EXIT_INPUT, "checkpoint.dir '%s': cannot "
-                         "create '%s': %s", dir, path, strerror(errno));
-            return -1;
-        }
-        *p = c;
-        if (!c)
-            break;
-    }
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
         sf_error_set(err, SF_EXIT_INPUT, "checkpoint.dir '%s' is not a "
                      "directory", dir);
+        return -1;
+    }
+    if (sf_make_dirs(dir, path, sizeof path) != 0) {
+        sf_error_set(err, SF_EXIT_INPUT, "checkpoint.dir '%s': cannot "
+                     "create '%s': %s", dir, path, strerror(errno));
         return -1;
     }
     snprintf(probe, sizeof probe, "%s/.shardfit-probe.%ld", dir, (long)getpid());

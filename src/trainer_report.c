@@ -7,23 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dirs.h"
 #include "trainer_internal.h"
-
-/* mkdir -p; 0 or -1 with errno set. */
-static int make_dirs(const char *path)
-{
-    char buf[SF_CONFIG_STR];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
-}
 
 /* log.trace, relative paths inside log.dir as log.metrics. */
 static void trace_path(const SfConfig *c, char *buf, size_t size)
@@ -85,9 +70,10 @@ int sf_trainer_open_log(SfTrainer *t, SfError *err)
 {
     const SfConfig *c = t->cfg;
     sf_progress_init(&t->progress, c->log.progress, stdout);
-    if (make_dirs(c->log.dir)) {
-        sf_error_set(err, SF_EXIT_INPUT, "log.dir '%s': cannot create: %s",
-                     c->log.dir, strerror(errno));
+    char failed[SF_CONFIG_STR];
+    if (sf_make_dirs(c->log.dir, failed, sizeof failed)) {
+        sf_error_set(err, SF_EXIT_INPUT, "log.dir '%s': cannot create '%s': %s",
+                     c->log.dir, failed, strerror(errno));
         return -1;
     }
     if (sf_trainer_write_config(t, err))
