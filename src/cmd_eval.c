@@ -6,7 +6,6 @@
  * come from the config stored in the checkpoint, so what was trained is
  * what is applied. */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,18 +150,8 @@ static void run_block(EvalJob *j, double sums[3])
         const float *y = sf_model_predict(j->model, j->x, n);
         float *out = j->outputs + i * k;
         memcpy(out, y, (size_t)(n * k) * sizeof *out);
-        if (sf_model_loss(j->model) != SF_LOSS_CROSS_ENTROPY)
-            continue;
-        for (int64_t r = 0; r < n; r++) {
-            float *z = out + r * k, m = z[0];
-            double total = 0.0;
-            for (int64_t c = 1; c < k; c++)
-                m = z[c] > m ? z[c] : m;
-            for (int64_t c = 0; c < k; c++)
-                total += exp((double)(z[c] - m));
-            for (int64_t c = 0; c < k; c++)
-                z[c] = (float)(exp((double)(z[c] - m)) / total);
-        }
+        if (sf_model_loss(j->model) == SF_LOSS_CROSS_ENTROPY)
+            sf_loss_softmax(out, n, k, out);
     }
 }
 

@@ -12,11 +12,12 @@ static int64_t argmax(const float *z, int64_t k)
     return best;
 }
 
-/* One row: loss = log(sum exp(z - m)) + m - z[y]; dz = softmax(z) - onehot(y).
- * Softmax and loss in one pass: each exp is taken once and kept (in double,
- * so dz is rounded once, from the same quotient as computing it afresh). */
+/* One row: p = softmax(z) (unless p is NULL; p may be z), and the
+ * log-sum-exp log(sum exp(z - m)) + m returned. Each exp is taken once and
+ * kept (in double, so p is rounded once, from the same quotient as
+ * computing it afresh). */
 #define CE_KEEP 64
-static double cross_entropy_row(const float *z, int64_t k, int32_t y, float *dz)
+static double softmax_row(const float *z, int64_t k, float *p)
 {
     float m = z[argmax(z, k)];
     double e[CE_KEEP], s = 0.0;
@@ -27,12 +28,20 @@ static double cross_entropy_row(const float *z, int64_t k, int32_t y, float *dz)
             e[j] = ej;
         s += ej;
     }
-    double loss = log(s) + (double)m - (double)z[y];
-    if (dz) {
+    const double lse = log(s) + (double)m;
+    if (p)
         for (int64_t j = 0; j < k; j++)
-            dz[j] = (float)((keep ? e[j] : exp((double)(z[j] - m))) / s);
+            p[j] = (float)((keep ? e[j] : exp((double)(z[j] - m))) / s);
+    return lse;
+}
+
+/* One row: loss = log(sum exp(z - m)) + m - z[y]; dz = softmax(z) - onehot(y),
+ * softmax and loss in one pass. */
+static double cross_entropy_row(const float *z, int64_t k, int32_t y, float *dz)
+{
+    const double loss = softmax_row(z, k, dz) - (double)z[y];
+    if (dz)
         dz[y] -= 1.0f;
-    }
     return loss;
 }
 
@@ -67,4 +76,10 @@ SfLossSums sf_loss_compute(SfLossKind kind, const float *logits, int64_t n,
             sums.correct += 1.0;
     }
     return sums;
+}
+
+void sf_loss_softmax(const float *logits, int64_t n, int64_t k, float *probs)
+{
+    for (int64_t i = 0; i < n; i++)
+        softmax_row(logits + i * k, k, probs + i * k);
 }

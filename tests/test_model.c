@@ -132,6 +132,42 @@ START_TEST(test_cross_entropy_values)
 }
 END_TEST
 
+/* predict's probabilities: the softmax of a double-precision reference to
+ * an ulp, finite for huge logits and for more classes than the kept exps
+ * (k > 64), the same in place, and the bits the training gradient starts
+ * from (but for the class's own entry, where the gradient subtracts 1). */
+START_TEST(test_softmax_values)
+{
+    enum { K = 70 };
+    float z[2 * K], p[2 * K], q[2 * K], dz[2 * K];
+    int32_t y[2] = {3, 1};
+    for (int j = 0; j < 2 * K; j++)
+        z[j] = (j % K < 4) ? 1000.0f * (float)(j % 2) : 0.37f * (float)(j % 13) - 2.0f;
+    for (int k = 4; k <= K; k += K - 4) {
+        sf_loss_compute(SF_LOSS_CROSS_ENTROPY, z, 2, k, (SfTargets){y, NULL}, dz);
+        sf_loss_softmax(z, 2, k, p);
+        memcpy(q, z, sizeof q);
+        sf_loss_softmax(q, 2, k, q);
+        for (int r = 0; r < 2; r++) {
+            const float *zr = z + r * k;
+            double m = zr[0], sum = 0.0;
+            for (int j = 1; j < k; j++)
+                m = zr[j] > m ? zr[j] : m;
+            for (int j = 0; j < k; j++)
+                sum += exp((double)zr[j] - m);
+            for (int j = r * k; j < (r + 1) * k; j++) {
+                const double want = exp((double)z[j] - m) / sum;
+                const int hot = j == r * k + y[r]; /* dz = p - 1 there */
+                ck_assert_msg(fabs(p[j] - want) <= 1.2e-7 * want + 1e-38 && p[j] == q[j],
+                              "k %d, %d: %g %g against %g", k, j, p[j], q[j], want);
+                ck_assert_msg(hot || p[j] == dz[j], "k %d, %d: %g against the "
+                              "gradient's %g", k, j, p[j], dz[j]);
+            }
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_mse_values)
 {
     float z[3] = {1, 2, 3}, t[3] = {1, 0, 0}, dz[3];
@@ -744,6 +780,7 @@ int main(void)
     tcase_add_loop_test(tc, test_gradients_match_finite_differences, 0,
                         (int)(sizeof problems / sizeof problems[0]));
     tcase_add_test(tc, test_cross_entropy_values);
+    tcase_add_test(tc, test_softmax_values);
     tcase_add_test(tc, test_mse_values);
     tcase_add_test(tc, test_bad_layer_lists);
     tcase_add_test(tc, test_init_is_deterministic_and_scaled);

@@ -31,4 +31,8 @@ typedef struct SfLossSums {
 SfLossSums sf_loss_compute(SfLossKind kind, const float *logits, int64_t n,
                            int64_t k, SfTargets t, float *dlogits);
 
+/* probs (n, k) = the softmax of each row of logits, the bits cross_entropy's
+ * gradient starts from; probs may be logits (in place). */
+void sf_loss_softmax(const float *logits, int64_t n, int64_t k, float *probs);
+
 #endif
