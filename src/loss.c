@@ -2,6 +2,7 @@
 #include "shardfit/loss.h"
 
 #include <math.h>
+#include <stddef.h>
 
 static int64_t argmax(const float *z, int64_t k)
 {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bigalloc.h"
+#include "shardfit/config.h" /* SF_CONFIG_STR: the longest model.layers */
 #include "shardfit/phases.h"
 #include "shardfit/rng.h"
 

@@ -13,13 +13,13 @@
 #include <stdint.h>
 
 #include "shardfit/error.h"
+#include "shardfit/loss.h"  /* SfLossKind: each module owns its enum */
+#include "shardfit/model.h" /* SfInitKind */
 
 #define SF_CONFIG_STR 1024  /* longest path or string value, with its NUL */
 #define SF_MAX_MILESTONES 64
 
 typedef enum { SF_LOADER_SHARD, SF_LOADER_REPLICATE, SF_LOADER_STREAM } SfLoaderKind;
-typedef enum { SF_LOSS_CROSS_ENTROPY, SF_LOSS_MSE } SfLossKind;
-typedef enum { SF_INIT_AUTO, SF_INIT_HE, SF_INIT_GLOROT } SfInitKind;
 typedef enum { SF_OPTIM_SGD, SF_OPTIM_ADAM, SF_OPTIM_ADAMW } SfOptimKind;
 typedef enum { SF_LR_SCALING_NONE, SF_LR_SCALING_LINEAR } SfLrScaling;
 typedef enum {

@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "shardfit/config.h"
+typedef enum { SF_LOSS_CROSS_ENTROPY, SF_LOSS_MSE } SfLossKind;
 
 /* What the model is fitted to: class ids (classes != NULL, one per row) or
  * float targets (values != NULL, k per row). */

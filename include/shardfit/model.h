@@ -11,12 +11,14 @@
 
 #include <stdint.h>
 
-#include "shardfit/config.h"
 #include "shardfit/error.h"
 #include "shardfit/layer.h"
 #include "shardfit/loss.h"
 
 #define SF_MODEL_GRAD_TAIL 8
+
+/* model.init: how sf_model_init_params draws the weights. */
+typedef enum { SF_INIT_AUTO, SF_INIT_HE, SF_INIT_GLOROT } SfInitKind;
 
 typedef struct SfModel SfModel;
 
