@@ -317,12 +317,14 @@ static int time_sync(const GradSum *g, const Options *o, int rank, int p)
         if (ok)
             memset(s.send, 1, (size_t)(each * p));
     }
-    int first = -1, status = sf_comm_agree(c, ok ? 0 : SF_EXIT_FAILURE, &first);
+    SfError err = {0};
+    if (!ok)
+        sf_error_set(&err, SF_EXIT_FAILURE, "out of memory for a %lld-byte exchange "
+                     "and a %lld-byte allreduce", o->exchange_bytes, o->allreduce_bytes);
+    int status = sf_comm_agree_error(c, !ok, 0, &err);
     if (status) {
-        if (rank == first)
-            fprintf(stderr, "shardfit bench-comm: error: out of memory for a "
-                    "%lld-byte exchange and a %lld-byte allreduce\n", o->exchange_bytes,
-                    o->allreduce_bytes);
+        if (err.msg[0])
+            sf_cli_report("bench-comm", &err);
     } else {
         double f[5], sy[5], a[5], x[5], d[5];
         for (int k = 0; k < 5; k++) {
@@ -478,10 +480,9 @@ int sf_cmd_bench_comm(int argc, char **argv)
                      o.max);
     else if (rank == 0 && o.csv && !(csv = fopen(o.csv, "w")))
         sf_error_set(&err, SF_EXIT_INPUT, "--csv '%s': cannot write", o.csv);
-    int first = -1;
-    status = sf_comm_agree(comm, err.code, &first);
+    status = sf_comm_agree_error(comm, err.code != 0, 0, &err);
     if (status) {
-        if (rank == first)
+        if (err.msg[0])
             sf_cli_report("bench-comm", &err);
         goto done;
     }

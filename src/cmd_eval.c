@@ -16,6 +16,7 @@
 #include "shardfit/comm.h"
 #include "shardfit/config.h"
 #include "shardfit/dataset.h"
+#include "shardfit/evaluate.h"
 #include "shardfit/loader.h"
 #include "shardfit/model.h"
 
@@ -127,32 +128,24 @@ static int setup_local(EvalJob *j, const EvalArgs *a, SfComm *comm, SfError *err
     return 0;
 }
 
-/* This rank's block, through the model: loss sums (eval) or outputs
- * (predict, softmax probabilities for cross_entropy). */
-static void run_block(EvalJob *j, double sums[3])
+/* This rank's block, through the model, into j->outputs (softmax
+ * probabilities for cross_entropy). 0, or -1 with err when the loader
+ * failed. */
+static int predict_block(EvalJob *j, SfError *err)
 {
     int64_t off, len, k = sf_model_output_width(j->model);
-    int has_classes = sf_loader_has_classes(j->loader);
     sf_loader_block(j->loader, &off, &len);
     for (int64_t i = 0; i < len; i += j->rows) {
         int64_t n = len - i < j->rows ? len - i : j->rows;
-        SfError unused = {0}; /* a shard loader reads memory: cannot fail */
-        sf_loader_read_block(j->loader, i, n, j->x, j->classes, j->values, &unused);
-        if (!j->predict) {
-            SfTargets t = {has_classes ? j->classes : NULL,
-                           has_classes ? NULL : j->values};
-            SfLossSums s = sf_model_eval_batch(j->model, j->x, n, t);
-            sums[0] += s.loss;
-            sums[1] += s.correct;
-            sums[2] += (double)n;
-            continue;
-        }
+        if (sf_loader_read_block(j->loader, i, n, j->x, j->classes, j->values, err) < 0)
+            return -1;
         const float *y = sf_model_predict(j->model, j->x, n);
         float *out = j->outputs + i * k;
         memcpy(out, y, (size_t)(n * k) * sizeof *out);
         if (sf_model_loss(j->model) == SF_LOSS_CROSS_ENTROPY)
             sf_loss_softmax(out, n, k, out);
     }
+    return 0;
 }
 
 /* Rank 0: writes the gathered outputs to out via a temporary file renamed
@@ -237,7 +230,12 @@ static int run(int predict, int argc, char **argv)
     if (status)
         goto done;
     double sums[3] = {0.0, 0.0, 0.0};
-    run_block(&j, sums);
+    int bad = predict ? predict_block(&j, &err)
+                      : sf_evaluate_block(j.model, j.loader, j.rows, j.x, j.classes,
+                                          j.values, sums, &err);
+    status = agree_or_report(comm, bad != 0, cmd_name(predict), &err);
+    if (status)
+        goto done;
     int64_t n = sf_loader_rows(j.loader), k = sf_model_output_width(j.model);
     int rank = sf_comm_rank(comm);
     if (!predict) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shardfit/evaluate.h"
 #include "shardfit/loader.h"
 #include "shardfit/model.h"
 #include "shardfit/optim.h"
@@ -180,23 +181,10 @@ static int evaluate(SfTrainer *t, SfEpochMetrics *m)
         return 0;
     const double before = t->phases.total[SF_PHASE_EVAL];
     sf_phases_begin(&t->phases, SF_PHASE_EVAL);
-    int64_t off, len;
-    sf_loader_block(t->val, &off, &len);
-    const int classes = sf_loader_has_classes(t->val);
     double sums[4] = {0.0, 0.0, 0.0, 0.0}; /* loss, correct, count, failed */
-    for (int64_t i = 0; i < len; i += t->eval_rows) {
-        int64_t n = len - i < t->eval_rows ? len - i : t->eval_rows;
-        if (sf_loader_read_block(t->val, i, n, t->x, t->classes, t->values,
-                                 &t->data_err) < 0) {
-            sums[3] = 1.0;
-            break;
-        }
-        SfTargets tg = {classes ? t->classes : NULL, classes ? NULL : t->values};
-        SfLossSums s = sf_model_eval_batch(t->model, t->x, n, tg);
-        sums[0] += s.loss;
-        sums[1] += s.correct;
-        sums[2] += (double)n;
-    }
+    if (sf_evaluate_block(t->model, t->val, t->eval_rows, t->x, t->classes, t->values,
+                          sums, &t->data_err))
+        sums[3] = 1.0;
     sf_comm_allreduce_sum_f64(t->comm, sums, 4);
     sf_phases_end(&t->phases, SF_PHASE_EVAL);
     if (sums[3] > 0.0)

@@ -35,11 +35,8 @@ int sf_trainer_open_trace(SfTrainer *t, SfError *err)
     int64_t cap = steps * (2 * micro_per_step + 36) + epochs * 64 + 256;
     t->trace = sf_trace_create(t->comm, c->log.trace_first, c->log.trace_last,
                                cap, err);
-    int first = -1;
-    int status = sf_comm_agree(t->comm, t->trace ? 0 : SF_EXIT_FAILURE, &first);
+    int status = sf_comm_agree_error(t->comm, !t->trace, 0, err);
     if (status) {
-        if (t->rank != first)
-            err->code = status, err->msg[0] = '\0';
         sf_trace_free(t->trace);
         t->trace = NULL;
         return status;
@@ -58,11 +55,7 @@ int sf_trainer_close_trace(SfTrainer *t, SfError *err)
     int rc = sf_trace_finish(t->trace, path, summary, err);
     sf_trace_free(t->trace);
     t->trace = NULL;
-    int first = -1;
-    int status = sf_comm_agree(t->comm, rc ? (err->code ? err->code : 1) : 0, &first);
-    if (status && t->rank != first)
-        err->code = status, err->msg[0] = '\0';
-    return status;
+    return sf_comm_agree_error(t->comm, rc != 0, 0, err);
 }
 
 int sf_trainer_open_log(SfTrainer *t, SfError *err)
