@@ -15,6 +15,10 @@
 
 #include <string.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 #include "simd.h"
 
 void sf_shared_slice(int64_t n, int P, int r, int64_t *lo, int64_t *hi)
@@ -24,10 +28,22 @@ void sf_shared_slice(int64_t n, int P, int r, int64_t *lo, int64_t *hi)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+/* CPUID leaf 7's EBX bit 23, asked once: clang (14) does not know
+ * __builtin_cpu_supports("clflushopt"), and CPUID traps to the hypervisor
+ * in a VM. Only the training thread calls sf_shared_drop. */
+static int has_clflushopt(void)
+{
+    static int known = -1;
+    unsigned a, b, c, d;
+    if (known < 0)
+        known = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 23));
+    return known;
+}
+
 __attribute__((target("clflushopt")))
 void sf_shared_drop(const float *p, int64_t n)
 {
-    if (n <= 0 || !__builtin_cpu_supports("clflushopt"))
+    if (n <= 0 || !has_clflushopt())
         return;
     const char *a = (const char *)p, *end = (const char *)(p + n);
     for (a -= (uintptr_t)a % 64; a < end; a += 64)
