@@ -30,12 +30,12 @@ static inline int beats(float v, float m) { return v > m || v != v; }
 #define VPICK(F, I, take, v, m) ((F)(((take) & (I)(v)) | (~(take) & (I)(m))))
 
 #define MAXPOOL_VEC(V)                                                        \
-    typedef float F##V __attribute__((vector_size(V * sizeof(float))));      \
-    typedef int32_t I##V __attribute__((vector_size(V * sizeof(int32_t))));  \
+    typedef float F##V __attribute__((vector_size(V * sizeof(float))));       \
+    typedef int32_t I##V __attribute__((vector_size(V * sizeof(int32_t))));   \
                                                                               \
-    /* one plane, in (H, W) into out and idx (OH, OW), output row by output \
-     * row: r0, r1 the windows' two input rows, base the plane offset of r0. \
-     * A call a plane, not a row: called per row of 7-14 outputs, the calls \
+    /* one plane, in (H, W) into out and idx (OH, OW), output row by output   \
+     * row: r0, r1 the windows' two input rows, base the plane offset of r0.  \
+     * A call a plane, not a row: called per row of 7-14 outputs, the calls   \
      * and their loop took 1.5% of the CNN's step (perf). */                  \
     SF_SIMD_CLONES                                                            \
     static void maxpool_plane##V(const float *restrict in, float *restrict out, \
@@ -78,10 +78,11 @@ static inline int beats(float v, float m) { return v > m || v != v; }
         }                                                                     \
     }                                                                         \
                                                                               \
-    /* backward of one plane, g (H, W) from d and idx (OH, OW), input row   \
-     * by input row: g[2x + j] = d[x] where the window's kept element is    \
-     * there, else 0 (row: its plane offset); the columns past 2 OW zeroed  \
-     * (floor mode), the rows past 2 OH left to the caller */                \
+    /* backward of one plane, g (H, W) from d and idx (OH, OW), a pooled      \
+     * row's two input rows at a time (one load of its indices and            \
+     * gradients for both): g[2x + j] = d[x] where the window's kept          \
+     * element is there, else 0; the columns past 2 OW zeroed (floor mode),   \
+     * the rows past 2 OH left to the caller */                               \
     SF_SIMD_CLONES                                                            \
     static void maxpool_grad_plane##V(const int32_t *restrict idx,            \
                                       const float *restrict d,                \
@@ -95,11 +96,11 @@ static inline int beats(float v, float m) { return v > m || v != v; }
             hi[j] = (j % 2) * V + (j + V) / 2;                                \
         }                                                                     \
         const F##V zero = {0};                                                \
-        for (int64_t r = 0; r < 2 * OH; r++) {                                \
-            const int32_t *a = idx + (r / 2) * OW;                            \
-            const float *dr = d + (r / 2) * OW;                               \
-            const int32_t row = (int32_t)(r * W);                             \
-            float *gr = g + r * W;                                            \
+        for (int64_t y = 0; y < OH; y++) {                                    \
+            const int32_t *a = idx + y * OW;                                  \
+            const float *dr = d + y * OW;                                     \
+            const int32_t row = (int32_t)(2 * y * W);                         \
+            float *g0r = g + 2 * y * W, *g1r = g0r + W;                       \
             for (int64_t x = 0; x < OW; x += V) {                             \
                 const int64_t x0 = x + V <= OW ? x : OW - V;                  \
                 I##V w;                                                       \
@@ -107,15 +108,21 @@ static inline int beats(float v, float m) { return v > m || v != v; }
                 memcpy(&w, a + x0, sizeof w);                                 \
                 memcpy(&v, dr + x0, sizeof v);                                \
                 const I##V q = row + 2 * ((int32_t)x0 + lane);                \
-                const F##V ge = VPICK(F##V, I##V, w == q, v, zero);           \
-                const F##V go = VPICK(F##V, I##V, w == q + 1, v, zero);       \
-                const F##V g0 = SF_VSHUFFLE(F##V, V, ge, go, lo);             \
-                const F##V g1 = SF_VSHUFFLE(F##V, V, ge, go, hi);             \
-                memcpy(gr + 2 * x0, &g0, sizeof g0);                          \
-                memcpy(gr + 2 * x0 + V, &g1, sizeof g1);                      \
+                const F##V te = VPICK(F##V, I##V, w == q, v, zero);           \
+                const F##V to = VPICK(F##V, I##V, w == q + 1, v, zero);       \
+                const F##V be = VPICK(F##V, I##V, w == q + W, v, zero);       \
+                const F##V bo = VPICK(F##V, I##V, w == q + W + 1, v, zero);   \
+                const F##V t0 = SF_VSHUFFLE(F##V, V, te, to, lo);             \
+                const F##V t1 = SF_VSHUFFLE(F##V, V, te, to, hi);             \
+                const F##V b0 = SF_VSHUFFLE(F##V, V, be, bo, lo);             \
+                const F##V b1 = SF_VSHUFFLE(F##V, V, be, bo, hi);             \
+                memcpy(g0r + 2 * x0, &t0, sizeof t0);                         \
+                memcpy(g0r + 2 * x0 + V, &t1, sizeof t1);                     \
+                memcpy(g1r + 2 * x0, &b0, sizeof b0);                         \
+                memcpy(g1r + 2 * x0 + V, &b1, sizeof b1);                     \
             }                                                                 \
             for (int64_t x = 2 * OW; x < W; x++)                              \
-                gr[x] = 0.0f;                                                 \
+                g0r[x] = g1r[x] = 0.0f;                                       \
         }                                                                     \
     }
 
