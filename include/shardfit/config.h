@@ -1,7 +1,7 @@
 /* config.h: every setting of a run, in one plain struct.
  *
  * Values come from three layers, later ones winning: the built-in defaults
- * (one table in config.c, with help text and ranges), the INI file, and
+ * (one table in config_table.c, with help text and ranges), the INI file, and
  * `--set section.key=value` overrides. Each value is type- and range-checked
  * as it is set; sf_config_check() then checks what involves several keys.
  * The effective config is printed at start-up and stored in checkpoints, so
