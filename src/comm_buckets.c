@@ -32,6 +32,7 @@ typedef struct Buckets {
     MPI_Request req[MAX_POSTS];
     int posted, started, finished; /* guarded by mu */
     int waiting, quit;              /* guarded by mu */
+    int algorithm; /* coll_libnbc_iallreduce_algorithm in effect, -1: none */
 } Buckets;
 
 static void *buckets_main(void *arg)
@@ -70,6 +71,47 @@ static void *buckets_main(void *arg)
     return NULL;
 }
 
+/* Open MPI's libnbc, left to choose (coll_libnbc_iallreduce_algorithm =
+ * 0), sums in place, or over fewer than 4 ranks, by a binomial tree: a
+ * reduce to rank 0, then a broadcast, so a link carries the bytes one way
+ * and only then the other. Its ring (reduce-scatter, then allgather) uses
+ * both directions at once. fashion-cnn on 2 namespace hosts over 1gbit,
+ * 1 MiB buckets: a step of 20.3 ms with the ring against 32.5 with the
+ * tree, and 24.5 with one allreduce after backward (docs/BENCHMARKS.md).
+ * A value the user chose (environment or mca-params.conf) stays. Collective
+ * in effect: MPI_T's scope for the variable is all ranks, and every rank
+ * gets here. Returns the value in effect, or -1 where there is no such
+ * variable (another MPI, or no libnbc). */
+static int prefer_ring(void)
+{
+    int provided, idx, count, alg = -1;
+    MPI_T_cvar_handle h;
+    if (MPI_T_init_thread(MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
+        return -1;
+    if (MPI_T_cvar_get_index("coll_libnbc_iallreduce_algorithm", &idx) == MPI_SUCCESS &&
+        MPI_T_cvar_handle_alloc(idx, NULL, &h, &count) == MPI_SUCCESS) {
+        int v;
+        if (count == 1 && MPI_T_cvar_read(h, &v) == MPI_SUCCESS) {
+            alg = v;
+            int ring = 1;
+            if (v == 0 && MPI_T_cvar_write(h, &ring) == MPI_SUCCESS)
+                alg = ring;
+        }
+        MPI_T_cvar_handle_free(&h);
+    }
+    MPI_T_finalize();
+    return alg;
+}
+
+const char *sf_comm_buckets_algorithm(const SfComm *c)
+{
+    /* Open MPI 4.1's names for the variable's values */
+    static const char *names[] = {"libnbc's choice", "ring", "binomial",
+                                  "rabenseifner", "recursive_doubling"};
+    int a = c->buckets ? c->buckets->algorithm : -1;
+    return a >= 0 && a < (int)(sizeof names / sizeof *names) ? names[a] : NULL;
+}
+
 int sf_comm_enable_buckets(SfComm *c)
 {
     int provided;
@@ -80,6 +122,7 @@ int sf_comm_enable_buckets(SfComm *c)
     if (!b)
         return -1;
     MPI_Comm_dup(c->comm, &b->comm); /* collective: every rank is here */
+    b->algorithm = prefer_ring();
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->work, NULL);
     pthread_cond_init(&b->done, NULL);

@@ -150,9 +150,12 @@ void sf_trainer_print_start(const SfTrainer *t)
                    sf_shared_hosts(t->shared));
         else if (t->shared)
             printf("shardfit: gradient summed in node-shared memory (comm.node_shared)\n");
-        else if (t->nbuckets > 0)
+        else if (t->nbuckets > 0) {
+            const char *alg = sf_comm_buckets_algorithm(t->comm);
             printf("shardfit: gradient summed in %d buckets during backward "
-                   "(comm.bucket_mb = %g)\n", t->nbuckets, c->comm.bucket_mb);
+                   "(comm.bucket_mb = %g%s%s)\n", t->nbuckets, c->comm.bucket_mb,
+                   alg ? "; Open MPI's iallreduce: " : "", alg ? alg : "");
+        }
         else if (!sf_trainer_node_shared_asked(c))
             printf("shardfit: gradient summed by one allreduce after backward\n");
         else if (nhosts > 1)

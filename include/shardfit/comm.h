@@ -89,10 +89,16 @@ void sf_comm_allreduce_sum_f32(SfComm *c, float *buf, int64_t n);  /* in place *
 /* Non-blocking sums for gradient buckets (comm.bucket_mb). Collective:
  * starts the helper thread that progresses them (Open MPI runs a
  * non-blocking collective only while a thread is inside MPI) on a private
- * duplicate of c. Idempotent; a no-op on one rank or without
+ * duplicate of c, and asks Open MPI for its ring algorithm for them
+ * (comm_buckets.c says why). Idempotent; a no-op on one rank or without
  * MPI_THREAD_MULTIPLE (posts are then summed at once, blocking). 0, or -1
  * if the thread cannot start. */
 int sf_comm_enable_buckets(SfComm *c);
+
+/* The algorithm Open MPI's libnbc sums the buckets with
+ * (coll_libnbc_iallreduce_algorithm: "ring" unless the user chose another),
+ * or NULL where that is not known (no buckets, another MPI). */
+const char *sf_comm_buckets_algorithm(const SfComm *c);
 
 /* Starts the in-place sum of buf (n floats) over the ranks and returns at
  * once; buf must stay untouched until sf_comm_wait_sums. Every rank posts
