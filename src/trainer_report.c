@@ -144,18 +144,17 @@ void sf_trainer_print_start(const SfTrainer *t)
            sf_config_loader_name(c->data.loader), (long long)t->slice_max,
            (long long)micro_per_step, micro_per_step == 1 ? "" : "es");
     if (t->size > 1) {
+        const char *alg = sf_comm_buckets_algorithm(t->comm); /* or NULL */
         if (t->shared && sf_shared_hosts(t->shared) > 1)
             printf("shardfit: gradient summed in node-shared memory on each of %d hosts, "
                    "then allreduced between them (comm.node_shared)\n",
                    sf_shared_hosts(t->shared));
         else if (t->shared)
             printf("shardfit: gradient summed in node-shared memory (comm.node_shared)\n");
-        else if (t->nbuckets > 0) {
-            const char *alg = sf_comm_buckets_algorithm(t->comm);
+        else if (t->nbuckets > 0)
             printf("shardfit: gradient summed in %d buckets during backward "
                    "(comm.bucket_mb = %g%s%s)\n", t->nbuckets, c->comm.bucket_mb,
                    alg ? "; Open MPI's iallreduce: " : "", alg ? alg : "");
-        }
         else if (!sf_trainer_node_shared_asked(c))
             printf("shardfit: gradient summed by one allreduce after backward\n");
         else if (nhosts > 1)
