@@ -245,6 +245,21 @@ START_TEST(test_micro_batches_match)
 }
 END_TEST
 
+/* test_buckets_keep_the_bits' config of round round at bucket size size. */
+static SfConfig bucket_config(int round, const char *size)
+{
+    SfConfig c = config();
+    if (round == 1) {
+        set(&c, "train.batch_size=1");
+        set(&c, "train.epochs=1");
+    } else {
+        set(&c, "train.micro_batch=3");
+    }
+    set(&c, size);
+    set(&c, "comm.node_shared=false"); /* bucket_mb = 0's allreduce */
+    return c;
+}
+
 /* comm.bucket_mb: the gradient travels in buckets summed while backward
  * goes on, last layer first, the step's tail in the first one posted. Each
  * float is still the sum of the same P values: bitwise the same weights as
@@ -267,15 +282,7 @@ START_TEST(test_buckets_keep_the_bits)
         SfTrainResult r[4], one = {0};
         int64_t posts[4];
         for (int k = 0; k < 4; k++) {
-            SfConfig c = config();
-            if (round == 1) {
-                set(&c, "train.batch_size=1");
-                set(&c, "train.epochs=1");
-            } else {
-                set(&c, "train.micro_batch=3");
-            }
-            set(&c, sizes[k]);
-            set(&c, "comm.node_shared=false"); /* bucket_mb = 0's allreduce */
+            SfConfig c = bucket_config(round, sizes[k]);
             int64_t before = sf_comm_allreduce_f32_count(world);
             ck_assert_int_eq(train(&c, world, &r[k]), 0);
             posts[k] = sf_comm_allreduce_f32_count(world) - before;
@@ -307,10 +314,7 @@ START_TEST(test_buckets_keep_the_bits)
         else
             ck_assert(rel_diff(r[1].params, r[2].params, r[1].nparams) < 1e-6);
         if (round == 0) { /* r[1]'s run again */
-            SfConfig again = config();
-            set(&again, "train.micro_batch=3");
-            set(&again, sizes[1]);
-            set(&again, "comm.node_shared=false");
+            SfConfig again = bucket_config(round, sizes[1]);
             SfTrainResult twice;
             ck_assert_int_eq(train(&again, world, &twice), 0);
             ck_assert_msg(memcmp(twice.params, r[1].params,
