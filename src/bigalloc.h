@@ -12,4 +12,12 @@
  * are plain calloc. */
 void *sf_big_calloc(size_t n, size_t size);
 
+/* Keeps glibc's malloc from giving memory back to the kernel between
+ * steps, so blocks that are freed and allocated again every step (Open
+ * MPI's collectives allocate their temporary buffers per call) are not
+ * page-faulted in again each time: blocks under 32 MiB come from the heap,
+ * and up to 64 MiB of free memory at its top stays mapped. Call once, at
+ * start, before MPI. No effect with another C library. */
+void sf_memory_keep(void);
+
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bigalloc.h"
 #include "commands.h"
 #include "shardfit/layer.h"
 #include "shardfit/version.h"
@@ -30,6 +31,7 @@ int main(int argc, char **argv)
         return SF_EXIT_INPUT;
     }
     const char *cmd = argv[1];
+    sf_memory_keep();
     if (!strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict"))
         sf_layer_blas_select_kernels(argv);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
