@@ -84,22 +84,11 @@ static void *buckets_main(void *arg)
  * variable (another MPI, or no libnbc). */
 static int prefer_ring(void)
 {
-    int provided, idx, count, alg = -1;
-    MPI_T_cvar_handle h;
-    if (MPI_T_init_thread(MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
+    int alg = -1;
+    if (sf_comm_cvar_int("coll_libnbc_iallreduce_algorithm", -1, &alg))
         return -1;
-    if (MPI_T_cvar_get_index("coll_libnbc_iallreduce_algorithm", &idx) == MPI_SUCCESS &&
-        MPI_T_cvar_handle_alloc(idx, NULL, &h, &count) == MPI_SUCCESS) {
-        int v;
-        if (count == 1 && MPI_T_cvar_read(h, &v) == MPI_SUCCESS) {
-            alg = v;
-            int ring = 1;
-            if (v == 0 && MPI_T_cvar_write(h, &ring) == MPI_SUCCESS)
-                alg = ring;
-        }
-        MPI_T_cvar_handle_free(&h);
-    }
-    MPI_T_finalize();
+    if (alg == 0 && sf_comm_cvar_int("coll_libnbc_iallreduce_algorithm", 1, &alg) == 0)
+        alg = 1;
     return alg;
 }
 

@@ -39,6 +39,8 @@ struct SfComm {
     atomic_llong busy_since, epoch, step;
     int64_t f32_allreduces;
     struct Buckets *buckets; /* non-blocking sums, after sf_comm_enable_buckets */
+    MPI_Comm sums; /* the f32 sums' duplicate, by the ring on 3+ ranks (sf_comm_ring_dup) */
+    int sums_algorithm; /* coll_tuned_allreduce_algorithm in effect on sums, -1: not known */
     /* The trace's hook: told of every collective (comm.h). */
     SfCommHook hook;
     void *hook_ctx;
@@ -46,6 +48,19 @@ struct SfComm {
     long long arrived_ns;
     int64_t seq; /* collectives made on c */
 };
+
+/* The int control variable name of Open MPI, through MPI_T: its value in
+ * *old, then set to value unless value < 0. A bool variable can be read
+ * (0 or 1), not set. 0, or -1 where there is no such variable or it cannot
+ * be read or set (another MPI). */
+int sf_comm_cvar_int(const char *name, int value, int *old);
+
+/* A duplicate of comm (collective) whose MPI_Allreduce is coll/tuned's
+ * ring, unless the user forced another algorithm or turned coll/tuned's
+ * dynamic rules off (comm.c says why). *algorithm: the
+ * coll_tuned_allreduce_algorithm in effect on it (0: the fixed choice), -1
+ * where Open MPI's variables cannot be read. */
+MPI_Comm sf_comm_ring_dup(MPI_Comm comm, int *algorithm);
 
 /* Every collective is bracketed by watch_begin and watch_end: the
  * watchdog's deadline runs between them, and the trace hook hears of it. */

@@ -92,6 +92,12 @@ SfShared *sf_comm_shared_create(SfComm *c, size_t first_bytes, size_t bytes)
     s->across = MPI_COMM_NULL;
     if (s->hosts > 1) {
         MPI_Comm_split(c->comm, rank, c->rank, &s->across);
+        if (s->hosts >= 3) { /* the gradient's slices cross by the ring */
+            int algorithm;
+            MPI_Comm ring = sf_comm_ring_dup(s->across, &algorithm);
+            MPI_Comm_free(&s->across);
+            s->across = ring;
+        }
         /* which of them is on rank 0's host: restores start there */
         int first_host = c->rank == 0, me;
         MPI_Allreduce(MPI_IN_PLACE, &first_host, 1, MPI_INT, MPI_MAX, host);

@@ -120,6 +120,23 @@ static void print_regime(const SfTrainer *t)
     printf("\n");
 }
 
+/* The start line of a gradient summed by one allreduce after backward: why
+ * not node-shared when that was asked for, and on 3 or more ranks the
+ * algorithm Open MPI sums it by (alg, or NULL). */
+static void print_allreduce(const SfConfig *c, int nhosts, const char *alg)
+{
+    const char *why = !sf_trainer_node_shared_asked(c) ? NULL
+                      : nhosts > 1 ? "comm.node_shared needs 2 or more ranks on every "
+                                     "host, as many on each, and room in /dev/shm"
+                                   : "comm.node_shared: no room for its window in "
+                                     "/dev/shm, or past the file size limit";
+    printf("shardfit: gradient summed by one allreduce after backward");
+    if (why || alg)
+        printf(" (%s%s%s%s)", why ? why : "", why && alg ? "; " : "",
+               alg ? "Open MPI's allreduce: " : "", alg ? alg : "");
+    printf("\n");
+}
+
 void sf_trainer_print_start(const SfTrainer *t)
 {
     if (t->rank != 0)
@@ -155,16 +172,8 @@ void sf_trainer_print_start(const SfTrainer *t)
             printf("shardfit: gradient summed in %d buckets during backward "
                    "(comm.bucket_mb = %g%s%s)\n", t->nbuckets, c->comm.bucket_mb,
                    alg ? "; Open MPI's iallreduce: " : "", alg ? alg : "");
-        else if (!sf_trainer_node_shared_asked(c))
-            printf("shardfit: gradient summed by one allreduce after backward\n");
-        else if (nhosts > 1)
-            printf("shardfit: gradient summed by one allreduce after backward "
-                   "(comm.node_shared needs 2 or more ranks on every host, as many "
-                   "on each, and room in /dev/shm)\n");
         else
-            printf("shardfit: gradient summed by one allreduce after backward "
-                   "(comm.node_shared: no room for its window in /dev/shm, or past the "
-                   "file size limit)\n");
+            print_allreduce(c, nhosts, sf_comm_sums_algorithm(t->comm));
     }
     printf("shardfit: model %s, %lld parameters, loss %s, optimizer %s lr %g\n",
            model, (long long)sf_model_nparams(t->model),

@@ -98,4 +98,34 @@ for x, y in zip(a, b):
 PY
 then ok "comm.bucket_mb on 3 ranks: ring and binomial agree to 1e-5"; else bad "comm.bucket_mb on 3 ranks: ring and binomial agree to 1e-5"; fi
 
+
+# One allreduce after backward on 3 or more ranks: by coll/tuned's ring
+# (its fixed choice over 3 ranks moves the buffer about twice as often),
+# unless the user forced another algorithm or turned its dynamic rules off;
+# said on the start line. The orders of addition differ: the runs agree to
+# float rounding.
+for alg in ring recursive_doubling fixed; do
+    rm -rf "$tmp/run"
+    case $alg in
+    ring) set -- ; want=ring ;;
+    recursive_doubling) set -- OMPI_MCA_coll_tuned_allreduce_algorithm=3; want=$alg ;;
+    fixed) set -- OMPI_MCA_coll_tuned_use_dynamic_rules=0; want="coll\/tuned's fixed choice" ;;
+    esac
+    if env "$@" timeout 120 "$RUN" 3 "$SF" train "$tmp/c.ini" --set checkpoint.every_epochs=0 \
+           --set comm.node_shared=false > "$tmp/out" 2>&1 &&
+       grep -q "^shardfit: gradient summed by one allreduce after backward (Open MPI's allreduce: $want)\$" "$tmp/out"
+    then ok "one allreduce on 3 ranks: Open MPI's $alg, said"; else bad "one allreduce on 3 ranks: Open MPI's $alg, said"; fi
+    cp "$tmp/run/metrics.jsonl" "$tmp/m-ar-$alg" 2>/dev/null
+done
+if /usr/bin/python3 - "$tmp/m-ar-ring" "$tmp/m-ar-recursive_doubling" "$tmp/m-ar-fixed" <<'PY'
+import json, sys
+a, b, c = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+assert len(a) == len(b) == len(c) == 3, (a, b, c)
+for x, y, z in zip(a, b, c):
+    for k in ("loss", "val_loss"):
+        for w in (y, z):
+            assert abs(x[k] - w[k]) <= 1e-5 * max(1.0, abs(w[k])), (k, x[k], w[k])
+PY
+then ok "one allreduce on 3 ranks: ring, recursive doubling and the fixed choice agree to 1e-5"; else bad "one allreduce on 3 ranks: ring, recursive doubling and the fixed choice agree to 1e-5"; fi
+
 summary

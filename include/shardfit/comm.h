@@ -86,6 +86,13 @@ void sf_comm_bcast_f32(SfComm *c, float *buf, int64_t n, int root);
 void sf_comm_bcast_bytes(SfComm *c, void *buf, size_t n, int root);
 void sf_comm_allreduce_sum_f32(SfComm *c, float *buf, int64_t n);  /* in place */
 
+/* The algorithm Open MPI sums sf_comm_allreduce_sum_f32 with on 3 or more
+ * ranks: "ring" (coll/tuned's, asked for at start: comm.c says why) unless
+ * the user forced another through coll_tuned_allreduce_algorithm, or
+ * "coll/tuned's fixed choice" with coll_tuned_use_dynamic_rules = 0; NULL
+ * on 1 or 2 ranks or where Open MPI's variables cannot be read. */
+const char *sf_comm_sums_algorithm(const SfComm *c);
+
 /* Non-blocking sums for gradient buckets (comm.bucket_mb). Collective:
  * starts the helper thread that progresses them (Open MPI runs a
  * non-blocking collective only while a thread is inside MPI) on a private
