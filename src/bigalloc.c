@@ -30,7 +30,15 @@ void *sf_big_calloc(size_t n, size_t size)
     if (posix_memalign(&p, HUGE_PAGE, bytes))
         return NULL;
 #ifdef MADV_HUGEPAGE
-    /* Advice only: without THP the block is ordinary memory. */
+    /* Advice only: without THP the block is ordinary memory. Since
+     * sf_memory_keep the block may come from the heap, from memory freed
+     * earlier and still mapped on 4 KiB pages, which the advice does not
+     * change: its whole 2 MiB pages are dropped first, so that memset
+     * faults them in anew, huge (the AnonHugePages of a 784-1024-1024-10
+     * trainer: 47 MB without this, 82 before sf_memory_keep). */
+    size_t whole = bytes & ~(HUGE_PAGE - 1);
+    if (whole)
+        (void)madvise(p, whole, MADV_DONTNEED);
     (void)madvise(p, (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
 #endif
     memset(p, 0, bytes);
