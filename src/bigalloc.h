@@ -1,6 +1,7 @@
 /* bigalloc.h: memory for the big flat blocks (parameters, gradients,
  * optimizer state, held dataset rows, a model's activations), on 2 MiB
- * pages where the kernel offers them. Private to src/. */
+ * pages where the kernel offers them; and memory that stays mapped between
+ * steps (sf_memory_keep). Private to src/. */
 #ifndef SHARDFIT_BIGALLOC_H
 #define SHARDFIT_BIGALLOC_H
 
