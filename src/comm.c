@@ -64,19 +64,18 @@ int sf_comm_cvar_int(const char *name, int value, int *old)
 MPI_Comm sf_comm_ring_dup(MPI_Comm comm, int *algorithm)
 {
     enum { RING = 4 };
-    int old = -1, rules = 0, forced = 0;
-    *algorithm = -1;
+    int alg = -1, rules = 0, old = -1;
     if (sf_comm_cvar_int("coll_tuned_use_dynamic_rules", -1, &rules) == 0 &&
         sf_comm_cvar_int("coll_tuned_allreduce_algorithm", -1, &old) == 0)
-        *algorithm = rules ? old : 0;
-    if (*algorithm == 0 && rules)
-        forced = sf_comm_cvar_int("coll_tuned_allreduce_algorithm", RING, &old) == 0;
-    if (forced)
-        *algorithm = RING;
+        alg = rules ? old : 0;
+    int forced = alg == 0 && rules &&
+                 sf_comm_cvar_int("coll_tuned_allreduce_algorithm", RING, &old) == 0;
     MPI_Comm dup;
     MPI_Comm_dup(comm, &dup);
     if (forced)
         sf_comm_cvar_int("coll_tuned_allreduce_algorithm", 0, &old);
+    if (algorithm)
+        *algorithm = forced ? RING : alg;
     return dup;
 }
 

@@ -57,7 +57,7 @@ int sf_comm_cvar_int(const char *name, int value, int *old);
 
 /* A duplicate of comm (collective) whose MPI_Allreduce is coll/tuned's
  * ring, unless the user forced another algorithm or turned coll/tuned's
- * dynamic rules off (comm.c says why). *algorithm: the
+ * dynamic rules off (comm.c says why). *algorithm (unless NULL): the
  * coll_tuned_allreduce_algorithm in effect on it (0: the fixed choice), -1
  * where Open MPI's variables cannot be read. */
 MPI_Comm sf_comm_ring_dup(MPI_Comm comm, int *algorithm);

@@ -93,8 +93,7 @@ SfShared *sf_comm_shared_create(SfComm *c, size_t first_bytes, size_t bytes)
     if (s->hosts > 1) {
         MPI_Comm_split(c->comm, rank, c->rank, &s->across);
         if (s->hosts >= 3) { /* the gradient's slices cross by the ring */
-            int algorithm;
-            MPI_Comm ring = sf_comm_ring_dup(s->across, &algorithm);
+            MPI_Comm ring = sf_comm_ring_dup(s->across, NULL);
             MPI_Comm_free(&s->across);
             s->across = ring;
         }
