@@ -54,10 +54,10 @@ int sf_comm_cvar_int(const char *name, int value, int *old)
  * algorithm can: `shardfit bench-comm`, 2 MiB, one rank on each namespace
  * host over 1gbit, ms: 3 hosts 62.4 against 29.8 by the ring (recursive
  * doubling 66.3), 4 hosts 37.6 against 30.1 (Rabenseifner 37.7), 2 hosts
- * alike either way (17.5); 6 hosts 87.8 against 30.3, 8 hosts 50 against 31;
- * without a rate limit, 3 hosts on 2 cores, 5.7-6.6 against 2.0-2.1 (once
- * glibc keeps the ring's buffers mapped, bigalloc.c), 8 hosts about even.
- * More than 8 hosts is not measured (docs/BENCHMARKS.md).
+ * alike either way (17.5), 5 to 8 hosts 49-90 against 30-32; without a
+ * rate limit, 3 hosts on 2 cores, 5.7-6.6 against 2.0-2.1 (once glibc
+ * keeps the ring's buffers mapped, bigalloc.c), 8 hosts about even. More
+ * than 8 hosts is not measured (docs/BENCHMARKS.md).
  * coll/tuned takes a forced algorithm from the variable when it makes a
  * communicator, and only with dynamic rules on (sf_comm_init), so it is
  * forced while this duplicate is made and put back after: the other
