@@ -8,6 +8,14 @@
 
 #include "shardfit/layer.h"
 
+/* The relu, one definition for every kernel that applies it (the
+ * activation layer's, and max pooling's on its input): x > 0 ? x : 0,
+ * so -0 and NaN give 0. */
+static inline float sf_relu(float x)
+{
+    return x > 0.0f ? x : 0.0f;
+}
+
 /* y (n, no) = act(y + b), b (no) added to every row; SF_ACT_NONE adds b
  * only. Bitwise what the activation layer's forward gives on y + b, at
  * every vector width. */

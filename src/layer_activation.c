@@ -18,11 +18,12 @@
 
 /* The functions below are plain float arithmetic, selects and bit moves, so
  * every clone vectorizes them and computes the same bits (simd.h); a NaN
- * stays NaN. */
+ * stays NaN, except through the relu, which makes it 0 (PyTorch's relu
+ * keeps it). */
 
 static inline float act_relu(float x)
 {
-    return x > 0.0f ? x : 0.0f;
+    return sf_relu(x);
 }
 
 /* e^x within 1.4 ulp over [-87, 88] (Cephes' expf polynomial: x = k ln2 + r,

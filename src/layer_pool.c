@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "activation.h"
 #include "simd.h"
 
 /* 1 when v replaces m as the window's maximum (PyTorch's rule). */
@@ -22,12 +23,16 @@ static inline int beats(float v, float m) { return v > m || v != v; }
  * of the block before). A window's maximum is taken as a tree, top pair,
  * bottom pair, then top against bottom, each step keeping the first on a
  * tie; with the rule of beats() that picks the same element as the
- * row-major scan, NaNs included (the last NaN wins either way). */
-/* -1 in the lanes where v replaces m (beats()), else 0; and the lanes of
- * v where take is -1, of m elsewhere (macros: a function passing a vector
- * would change the ABI across the clones). */
+ * row-major scan, NaNs included (the last NaN wins either way). With relu
+ * set, the window is that of relu(in) (layer.h's forward_relu): each value
+ * goes through the relu as it is loaded, and backward passes a gradient
+ * only where the kept value, the output, is above 0 (the relu's mask). */
+/* -1 in the lanes where v replaces m (beats()), else 0; the lanes of v
+ * where take is -1, of m elsewhere; and sf_relu() lane by lane (macros: a
+ * function passing a vector would change the ABI across the clones). */
 #define VBEATS(v, m) (((v) > (m)) | ((v) != (v)))
 #define VPICK(F, I, take, v, m) ((F)(((take) & (I)(v)) | (~(take) & (I)(m))))
+#define VRELU(F, I, v, zero) VPICK(F, I, (v) > (zero), v, zero)
 
 #define MAXPOOL_VEC(V)                                                        \
     typedef float F##V __attribute__((vector_size(V * sizeof(float))));       \
@@ -40,8 +45,9 @@ static inline int beats(float v, float m) { return v > m || v != v; }
     SF_SIMD_CLONES                                                            \
     static void maxpool_plane##V(const float *restrict in, float *restrict out, \
                                  int32_t *restrict idx, int64_t OH, int64_t OW, \
-                                 int32_t W)                                   \
+                                 int32_t W, int relu)                         \
     {                                                                         \
+        const F##V zero = {0};                                                \
         I##V even, odd, lane;                                                 \
         for (int j = 0; j < V; j++) {                                         \
             even[j] = 2 * j;                                                  \
@@ -60,6 +66,12 @@ static inline int beats(float v, float m) { return v > m || v != v; }
                 memcpy(&u1, r0 + 2 * x0 + V, sizeof u1);                      \
                 memcpy(&w0, r1 + 2 * x0, sizeof w0);                          \
                 memcpy(&w1, r1 + 2 * x0 + V, sizeof w1);                      \
+                if (relu) {                                                   \
+                    u0 = VRELU(F##V, I##V, u0, zero);                         \
+                    u1 = VRELU(F##V, I##V, u1, zero);                         \
+                    w0 = VRELU(F##V, I##V, w0, zero);                         \
+                    w1 = VRELU(F##V, I##V, w1, zero);                         \
+                }                                                             \
                 const F##V va = SF_VSHUFFLE(F##V, V, u0, u1, even);           \
                 const F##V vb = SF_VSHUFFLE(F##V, V, u0, u1, odd);            \
                 const F##V vc = SF_VSHUFFLE(F##V, V, w0, w1, even);           \
@@ -81,11 +93,13 @@ static inline int beats(float v, float m) { return v > m || v != v; }
     /* backward of one plane, g (H, W) from d and idx (OH, OW), a pooled      \
      * row's two input rows at a time (one load of its indices and            \
      * gradients for both): g[2x + j] = d[x] where the window's kept          \
-     * element is there, else 0; the columns past 2 OW zeroed (floor mode),   \
+     * element is there, else 0, and with o (the outputs; NULL: no relu)     \
+     * 0 where o[x] <= 0 too; the columns past 2 OW zeroed (floor mode),      \
      * the rows past 2 OH left to the caller */                               \
     SF_SIMD_CLONES                                                            \
     static void maxpool_grad_plane##V(const int32_t *restrict idx,            \
                                       const float *restrict d,                \
+                                      const float *restrict o,                \
                                       float *restrict g, int64_t OH,          \
                                       int64_t OW, int32_t W)                  \
     {                                                                         \
@@ -107,6 +121,11 @@ static inline int beats(float v, float m) { return v > m || v != v; }
                 F##V v;                                                       \
                 memcpy(&w, a + x0, sizeof w);                                 \
                 memcpy(&v, dr + x0, sizeof v);                                \
+                if (o) {                                                      \
+                    F##V kept;                                                \
+                    memcpy(&kept, o + y * OW + x0, sizeof kept);              \
+                    v = VPICK(F##V, I##V, kept > zero, v, zero);              \
+                }                                                             \
                 const I##V q = row + 2 * ((int32_t)x0 + lane);                \
                 const F##V te = VPICK(F##V, I##V, w == q, v, zero);           \
                 const F##V to = VPICK(F##V, I##V, w == q + 1, v, zero);       \
@@ -134,17 +153,17 @@ MAXPOOL_VEC(4)
  * independent windows (so the selects pipeline instead of chaining through
  * a loop over the window). */
 static void maxpool_2x2(const float *in, float *out, int32_t *at, int64_t planes,
-                        int64_t H, int64_t W, int64_t OH, int64_t OW)
+                        int64_t H, int64_t W, int64_t OH, int64_t OW, int relu)
 {
     for (int64_t p = 0; p < planes; p++) {
         if (OW >= 8) {
             maxpool_plane8(in + p * H * W, out + p * OH * OW, at + p * OH * OW, OH, OW,
-                           (int32_t)W);
+                           (int32_t)W, relu);
             continue;
         }
         if (OW >= 4) {
             maxpool_plane4(in + p * H * W, out + p * OH * OW, at + p * OH * OW, OH, OW,
-                           (int32_t)W);
+                           (int32_t)W, relu);
             continue;
         }
         for (int64_t y = 0; y < OH; y++) {
@@ -153,9 +172,14 @@ static void maxpool_2x2(const float *in, float *out, int32_t *at, int64_t planes
             int32_t *a = at + (p * OH + y) * OW;
             const int32_t base = (int32_t)(2 * y * W);
             for (int64_t x = 0; x < OW; x++) {
-                float m = r0[2 * x];
+                float m = r0[2 * x], v1 = r0[2 * x + 1], v2 = r1[2 * x], v3 = r1[2 * x + 1];
+                if (relu) {
+                    m = sf_relu(m);
+                    v1 = sf_relu(v1);
+                    v2 = sf_relu(v2);
+                    v3 = sf_relu(v3);
+                }
                 int32_t best = base + (int32_t)(2 * x);
-                const float v1 = r0[2 * x + 1], v2 = r1[2 * x], v3 = r1[2 * x + 1];
                 if (beats(v1, m)) { m = v1; best = base + (int32_t)(2 * x + 1); }
                 if (beats(v2, m)) { m = v2; best = base + (int32_t)(W + 2 * x); }
                 if (beats(v3, m)) { m = v3; best = base + (int32_t)(W + 2 * x + 1); }
@@ -166,17 +190,17 @@ static void maxpool_2x2(const float *in, float *out, int32_t *at, int64_t planes
     }
 }
 
-/* Planes [0, planes) of in (H, W each) into out (OH, OW each), the offset
- * in its plane of each output's maximum into at (int32, one per output).
- * The first maximum in row-major order wins (a NaN beats everything, the
- * last NaN winning, as PyTorch's rule has it). */
+/* Planes [0, planes) of in (H, W each), or of relu(in) with relu set, into
+ * out (OH, OW each), the offset in its plane of each output's maximum into
+ * at (int32, one per output). The first maximum in row-major order wins (a
+ * NaN beats everything, the last NaN winning, as PyTorch's rule has it). */
 static void maxpool_planes(const SfLayer *l, const float *in, float *out, int32_t *at,
-                           int64_t planes)
+                           int64_t planes, int relu)
 {
     const int64_t W = l->in.w, HW = l->in.h * W;
     const int64_t OH = l->out.h, OW = l->out.w, k = l->k, s = l->stride;
     if (k == 2 && s == 2) {
-        maxpool_2x2(in, out, at, planes, l->in.h, W, OH, OW);
+        maxpool_2x2(in, out, at, planes, l->in.h, W, OH, OW, relu);
         return;
     }
     for (int64_t p = 0; p < planes; p++) {
@@ -186,11 +210,11 @@ static void maxpool_planes(const SfLayer *l, const float *in, float *out, int32_
         for (int64_t y = 0; y < OH; y++)
             for (int64_t x = 0; x < OW; x++) {
                 int32_t best = (int32_t)(y * s * W + x * s);
-                float m = plane[best];
+                float m = relu ? sf_relu(plane[best]) : plane[best];
                 for (int64_t i = 0; i < k; i++)
                     for (int64_t j = 0; j < k; j++) {
                         const int32_t q = (int32_t)((y * s + i) * W + x * s + j);
-                        const float v = plane[q];
+                        const float v = relu ? sf_relu(plane[q]) : plane[q];
                         const int take = v > m || v != v; /* selects, no branch */
                         m = take ? v : m;
                         best = take ? q : best;
@@ -207,7 +231,15 @@ static void maxpool_forward(const SfLayer *l, const float *in, float *out,
                             int64_t n, const SfPass *pass)
 {
     (void)pass;
-    maxpool_planes(l, in, out, (int32_t *)l->work, n * l->in.c);
+    maxpool_planes(l, in, out, (int32_t *)l->work, n * l->in.c, 0);
+}
+
+/* forward_relu (layer.h): the windows of relu(in), in the same pass. */
+static void maxpool_forward_relu(const SfLayer *l, const float *in, float *out,
+                                 int64_t n, const SfPass *pass)
+{
+    (void)pass;
+    maxpool_planes(l, in, out, (int32_t *)l->work, n * l->in.c, 1);
 }
 
 /* forward_plane (layer.h): plane p alone, its indices at their place. */
@@ -215,25 +247,34 @@ static void maxpool_forward_plane(const SfLayer *l, const float *in_plane, int64
                                   float *out)
 {
     const int64_t PO = l->out.h * l->out.w;
-    maxpool_planes(l, in_plane, out + p * PO, (int32_t *)l->work + p * PO, 1);
+    maxpool_planes(l, in_plane, out + p * PO, (int32_t *)l->work + p * PO, 1, 0);
+}
+
+/* dout[q], or 0 where a relu before the pool masks it: out (the outputs,
+ * NULL: no relu) at or below 0. */
+static inline float passed(const float *dout, const float *out, int64_t q)
+{
+    return !out || out[q] > 0.0f ? dout[q] : 0.0f;
 }
 
 /* Non-overlapping windows (stride K): every input element of a window is
  * written once, with its gradient or 0, and the rows and columns no window
- * covers (floor mode) are zeroed, so din needs no clearing pass first. */
+ * covers (floor mode) are zeroed, so din needs no clearing pass first. out:
+ * as passed()'s. */
 static void maxpool_backward_tiled(const int32_t *restrict at, const float *restrict dout,
-                                   float *restrict din, int64_t planes, int64_t H,
-                                   int64_t W, int64_t OH, int64_t OW, int64_t k)
+                                   const float *restrict out, float *restrict din,
+                                   int64_t planes, int64_t H, int64_t W, int64_t OH,
+                                   int64_t OW, int64_t k)
 {
     for (int64_t p = 0; p < planes; p++) {
-        const float *d = dout + p * OH * OW;
+        const float *d = dout + p * OH * OW, *o = out ? out + p * OH * OW : NULL;
         const int32_t *a = at + p * OH * OW;
         float *g = din + p * H * W;
         if (k == 2 && OW >= 4) {
             if (OW >= 8)
-                maxpool_grad_plane8(a, d, g, OH, OW, (int32_t)W);
+                maxpool_grad_plane8(a, d, o, g, OH, OW, (int32_t)W);
             else
-                maxpool_grad_plane4(a, d, g, OH, OW, (int32_t)W);
+                maxpool_grad_plane4(a, d, o, g, OH, OW, (int32_t)W);
             memset(g + OH * k * W, 0, (size_t)((H - OH * k) * W) * sizeof *g);
             continue;
         }
@@ -244,7 +285,7 @@ static void maxpool_backward_tiled(const int32_t *restrict at, const float *rest
                 if (k == 2) /* 2 stores a window */
                     for (int64_t x = 0; x < OW; x++) {
                         const int32_t q = (int32_t)(row + 2 * x), w = a[y * OW + x];
-                        const float v = d[y * OW + x];
+                        const float v = passed(d, o, y * OW + x);
                         gr[2 * x] = w == q ? v : 0.0f;
                         gr[2 * x + 1] = w == q + 1 ? v : 0.0f;
                     }
@@ -252,7 +293,8 @@ static void maxpool_backward_tiled(const int32_t *restrict at, const float *rest
                     for (int64_t x = 0; x < OW; x++)
                         for (int64_t j = 0; j < k; j++) {
                             const int32_t q = (int32_t)(row + x * k + j);
-                            gr[x * k + j] = a[y * OW + x] == q ? d[y * OW + x] : 0.0f;
+                            gr[x * k + j] = a[y * OW + x] == q ? passed(d, o, y * OW + x)
+                                                               : 0.0f;
                         }
                 for (int64_t x = OW * k; x < W; x++)
                     gr[x] = 0.0f;
@@ -262,23 +304,26 @@ static void maxpool_backward_tiled(const int32_t *restrict at, const float *rest
 }
 
 /* Planes [0, planes) of din from dout and the indices at: the gradient
- * goes to each window's kept element only. */
+ * goes to each window's kept element only, where a relu before the pool
+ * lets it (out: as passed()'s). An element kept by several windows has
+ * the same output in each, so it is masked alike whether before the sum,
+ * as here, or after, as the relu's own backward would. */
 static void maxpool_grad_planes(const SfLayer *l, const int32_t *at, const float *dout,
-                                float *din, int64_t planes)
+                                const float *out, float *din, int64_t planes)
 {
     const int64_t HW = l->in.h * l->in.w, PO = l->out.h * l->out.w;
     if (l->stride == l->k) {
-        maxpool_backward_tiled(at, dout, din, planes, l->in.h, l->in.w, l->out.h,
+        maxpool_backward_tiled(at, dout, out, din, planes, l->in.h, l->in.w, l->out.h,
                                l->out.w, l->k);
         return;
     }
     memset(din, 0, (size_t)(planes * HW) * sizeof *din);
     for (int64_t p = 0; p < planes; p++) {
-        const float *d = dout + p * PO;
+        const float *d = dout + p * PO, *o = out ? out + p * PO : NULL;
         const int32_t *a = at + p * PO;
         float *g = din + p * HW;
         for (int64_t q = 0; q < PO; q++)
-            g[a[q]] += d[q];
+            g[a[q]] += passed(d, o, q);
     }
 }
 
@@ -290,7 +335,16 @@ static void maxpool_backward(const SfLayer *l, const float *in, const float *out
     (void)out;
     (void)pass;
     if (din)
-        maxpool_grad_planes(l, (const int32_t *)l->work, dout, din, n * l->in.c);
+        maxpool_grad_planes(l, (const int32_t *)l->work, dout, NULL, din, n * l->in.c);
+}
+
+/* backward_relu (layer.h): through the pool and the relu before it. */
+static void maxpool_backward_relu(const SfLayer *l, const float *out, const float *dout,
+                                  float *din, int64_t n, const SfPass *pass)
+{
+    (void)pass;
+    if (din)
+        maxpool_grad_planes(l, (const int32_t *)l->work, dout, out, din, n * l->in.c);
 }
 
 /* backward_plane (layer.h): plane p of the input's gradient alone. */
@@ -298,7 +352,8 @@ static void maxpool_backward_plane(const SfLayer *l, const float *dout, int64_t 
                                    float *din_plane)
 {
     const int64_t PO = l->out.h * l->out.w;
-    maxpool_grad_planes(l, (const int32_t *)l->work + p * PO, dout + p * PO, din_plane, 1);
+    maxpool_grad_planes(l, (const int32_t *)l->work + p * PO, dout + p * PO, NULL,
+                        din_plane, 1);
 }
 
 /* The mean of each window (count k*k: there is no padding). */
@@ -381,7 +436,9 @@ const SfLayerOps sf_layer_maxpool = {
     .forward = maxpool_forward,
     .backward = maxpool_backward,
     .forward_plane = maxpool_forward_plane,
-    .backward_plane = maxpool_backward_plane};
+    .backward_plane = maxpool_backward_plane,
+    .forward_relu = maxpool_forward_relu,
+    .backward_relu = maxpool_backward_relu};
 const SfLayerOps sf_layer_avgpool = {
     .kind = "avgpool",
     .setup = pool_setup,

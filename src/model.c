@@ -247,12 +247,27 @@ static const SfLayer *plane_next(const SfModel *m, int i)
     return next->ops->forward_plane && next->ops->backward_plane ? next : NULL;
 }
 
+/* 1 when layer i is a relu that the layer after it runs on its input
+ * itself (layer.h's forward_relu, max pooling), because the layer before
+ * does not take it (forward_act); one rule for both directions, as
+ * plane_next's. */
+static int relu_into(const SfModel *m, int i)
+{
+    if (i + 1 >= m->nlayers || m->layers[i].ops->act != SF_ACT_RELU ||
+        (i > 0 && m->layers[i - 1].ops->forward_act))
+        return 0;
+    const SfLayerOps *next = m->layers[i + 1].ops;
+    return next->forward_relu && next->backward_relu;
+}
+
 /* Runs layers 0 .. last forward; returns the output of layer last. A layer
  * that can apply the next one's activation itself (forward_act) does, into
  * the activation's output: one pass over the rows fewer, and its own output
  * left unwritten (the activation's backward reads only its output); and
  * the layer after that activation too when it works plane by plane
- * (plane_next), into that layer's output. */
+ * (plane_next), into that layer's output. A relu that no layer before
+ * takes goes into the layer after it when that one can (relu_into): its
+ * output is never written either. */
 static const float *forward(SfModel *m, const float *x, int64_t n, int last,
                             const SfPass *pass)
 {
@@ -266,6 +281,12 @@ static const float *forward(SfModel *m, const float *x, int64_t n, int last,
                                 n, pass);
             in = m->acts[to];
             i = to;
+            continue;
+        }
+        if (i < last && relu_into(m, i)) {
+            const SfLayer *next = &m->layers[++i];
+            next->ops->forward_relu(next, in, m->acts[i], n, pass);
+            in = m->acts[i];
             continue;
         }
         l->ops->forward(l, in, m->acts[i], n, pass);
@@ -290,7 +311,8 @@ static void phase_end(const SfPass *pass, SfPhase ph)
 /* A whole forward, the loss, and backward from the last layer down to
  * layer first (0: the whole network). A relu's backward goes into the
  * layer before it when that layer can take it (backward_act): one pass
- * over the rows fewer. hook (NULL: none) is told as each
+ * over the rows fewer; or into the layer after it, as in forward
+ * (relu_into). hook (NULL: none) is told as each
  * layer's parameter gradients become final, with before + this batch's
  * loss sums. */
 static SfLossSums forward_backward(SfModel *m, const float *x, int64_t n,
@@ -314,6 +336,9 @@ static SfLossSums forward_backward(SfModel *m, const float *x, int64_t n,
             l->ops->backward_act(l, SF_ACT_RELU, plane_next(m, i),
                                  i > 0 ? m->acts[i - 1] : x, NULL, dout,
                                  i > 0 ? din : NULL, n, pass);
+        } else if (i - 1 >= first && relu_into(m, i - 1)) { /* relu and pool, one pass */
+            i--;
+            l->ops->backward_relu(l, m->acts[i + 1], dout, i > 0 ? din : NULL, n, pass);
         } else if (l->ops->act == SF_ACT_RELU && i - 1 >= first &&
                    m->layers[i - 1].ops->backward_act) { /* the relu's mask in its pass */
             const float *y = m->acts[i];

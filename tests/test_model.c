@@ -697,6 +697,88 @@ START_TEST(test_batchnorm_fused_pooling)
 }
 END_TEST
 
+/* A relu that no layer before takes goes into the max pooling after it
+ * (layer.h's forward_relu, backward_relu): the same bits as the two layers
+ * on their own (an avgpool:1, an exact identity, between them keeps them
+ * apart), in loss, gradients and predictions, with the whole share and
+ * with micro-batches. The pools cover the 2x2 vector paths (rows of 8 and
+ * 4 outputs) and scalar path, a 3x3 tiled pool and overlapping windows
+ * (3:2, the scatter path); the relu's zeros make ties. A relu first in the
+ * model sees NaNs and -infinities in the input: a pool that took the
+ * maximum before the relu would keep a NaN's place where the relu had made
+ * it 0, and pick a different element. */
+START_TEST(test_relu_into_pooling)
+{
+    static const struct {
+        const char *head, *pool;
+        SfShape in;
+    } cases[] = {
+        {"conv:3:3:1:1", "maxpool:2", {2, 7, 5}},
+        {"conv:2:3:1:1", "maxpool:2", {1, 9, 17}},
+        {"conv:3:3:1:1", "maxpool:2", {2, 6, 11}},
+        {"conv:2:3:1:1", "maxpool:3", {2, 7, 8}},
+        {"conv:3:3:1:1", "maxpool:3:2", {2, 7, 6}},
+        {"conv:16:3:1:1 relu conv:16:3:1:1", "maxpool:2", {16, 6, 8}}, /* Winograd */
+        {NULL, "maxpool:2", {2, 4, 16}},
+        {NULL, "maxpool:3:2", {1, 7, 7}},
+    };
+    enum { N = 5 };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int micro = N; micro >= 2; micro -= 3) {
+            const SfShape in = cases[k].in;
+            const int64_t d = sf_shape_size(in);
+            const char *head = cases[k].head ? cases[k].head : "";
+            char fused[128], apart[128];
+            snprintf(fused, sizeof fused, "%s relu %s flatten dense:4", head,
+                     cases[k].pool);
+            snprintf(apart, sizeof apart, "%s relu avgpool:1 %s flatten dense:4", head,
+                     cases[k].pool);
+            SfModel *m, *m2;
+            twins(fused, apart, in, N, &m, &m2);
+            float *x = malloc((size_t)(N * d) * sizeof *x);
+            int32_t y[N];
+            int64_t ids[N];
+            uint64_t key = sf_rng_key(8, 2, k);
+            for (int64_t i = 0; i < N * d; i++) /* a few values: ties before relu too */
+                x[i] = (float)(int)(3.0 * sf_rng_uniform(key, (uint64_t)i)) - 1.0f;
+            if (!cases[k].head)
+                for (int64_t i = 0; i < N * d; i += 7)
+                    x[i] = i % 2 ? NAN : -INFINITY; /* both 0 after the relu */
+            for (int i = 0; i < N; i++) {
+                y[i] = i % 4;
+                ids[i] = i;
+            }
+            SfTargets t = {y, NULL};
+            SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL, 0};
+            for (int step = 0; step < 2; step++) { /* the second with new weights */
+                twin_copy(m, m2);
+                SfLossSums l1 = sf_model_train_share(m, x, N, micro, micro < N, t,
+                                                     &pass, NULL);
+                SfLossSums l2 = sf_model_train_share(m2, x, N, micro, micro < N, t,
+                                                     &pass, NULL);
+                ck_assert_msg(l1.loss == l2.loss, "%s %s micro %d: loss %g fused, %g "
+                              "apart", head, cases[k].pool, micro, l1.loss, l2.loss);
+                const float *g1 = sf_model_grads(m), *g2 = sf_model_grads(m2);
+                for (int64_t i = 0; i < sf_model_nparams(m); i++)
+                    ck_assert_msg(g1[i] == g2[i], "%s %s micro %d: gradient %lld %g "
+                                  "fused, %g apart", head, cases[k].pool, micro,
+                                  (long long)i, g1[i], g2[i]);
+                float *p = sf_model_params(m);
+                for (int64_t i = 0; i < sf_model_nparams(m); i++)
+                    p[i] -= 0.5f * g1[i];
+            }
+            twin_copy(m, m2);
+            const float *o1 = sf_model_predict(m, x, N), *o2 = sf_model_predict(m2, x, N);
+            for (int i = 0; i < N * 4; i++)
+                ck_assert_msg(o1[i] == o2[i], "%s %s: prediction %d %g fused, %g apart",
+                              head, cases[k].pool, i, o1[i], o2[i]);
+            free(x);
+            sf_model_free(m);
+            sf_model_free(m2);
+        }
+}
+END_TEST
+
 /* A dense layer applies the activation after it in its own pass (layer.h's
  * forward_act): the same bits as the activation layer run on its own (after
  * flatten, which does not fuse), and close to libm in double precision over
@@ -793,6 +875,7 @@ int main(void)
     tcase_add_test(tc, test_maxpool_matches_direct);
     tcase_add_test(tc, test_batchnorm_fused_activations);
     tcase_add_test(tc, test_batchnorm_fused_pooling);
+    tcase_add_test(tc, test_relu_into_pooling);
     tcase_add_test(tc, test_batchnorm_micro_batches_equal_whole);
     tcase_add_test(tc, test_conv_matches_direct);
     tcase_add_test(tc, test_conv_winograd_matches_direct);

@@ -136,6 +136,17 @@ typedef struct SfLayerOps {
                           float *out);
     void (*backward_plane)(const SfLayer *l, const float *dout, int64_t p,
                            float *din_plane);
+    /* Optional: this layer run on relu(in), for a relu just before it that
+     * the layer before the relu does not take (model.c's relu_into), in one
+     * pass: out = f(relu(in)), the relu's output never stored. Bit for bit
+     * the two forwards. backward_relu: din (NULL: none wanted) = the
+     * gradient w.r.t. the relu's input, from dout and out, bit for bit the
+     * two backwards; for a max pool, out at each window's kept element is
+     * the relu's output there, whose sign is the relu's mask. */
+    void (*forward_relu)(const SfLayer *l, const float *in, float *out, int64_t n,
+                         const SfPass *pass);
+    void (*backward_relu)(const SfLayer *l, const float *out, const float *dout,
+                          float *din, int64_t n, const SfPass *pass);
     /* Optional, for kinds whose forward first reduces its whole input
      * (batchnorm's statistics): takes rows [b, b + count) of a pass's input
      * of n rows as the layer before writes them, in order, so it reads them
