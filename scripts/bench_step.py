@@ -2,8 +2,9 @@
 """`make bench`, part 1: one training step of shardfit against PyTorch and
 against the step's floor, written to $BUILD/bench.md.
 
-For each model row (MLP 784-512-256-10, MLP 784-1024-1024-10 and the CNN of
-configs/fashion-cnn.ini, at global batch 128 on Fashion-MNIST, all with
+For each model row (MLP 784-512-256-10, MLP 784-1024-1024-10, the CNN of
+configs/fashion-cnn.ini and the same CNN without its two batchnorms, the
+convolution issue's network, at global batch 128 on Fashion-MNIST, all with
 configs/fashion-mlp.ini's optimizer, SGD momentum 0.9; more with --model)
 and each round, back to back:
   - shardfit on 1 rank and on 2 ranks (one run per comm.bucket_mb value in
@@ -77,7 +78,9 @@ class Model:
 
 MODELS = [Model("MLP 784-512-256-10", "dense:512 relu dense:256 relu dense:10"),
           Model("MLP 784-1024-1024-10", "dense:1024 relu dense:1024 relu dense:10"),
-          Model("CNN (fashion-cnn.ini)", config_layers("configs/fashion-cnn.ini"))]
+          Model("CNN (fashion-cnn.ini)", config_layers("configs/fashion-cnn.ini")),
+          Model("CNN without batchnorm",
+                config_layers("configs/fashion-cnn.ini").replace("batchnorm ", ""))]
 
 
 def launch(np_, cmd):
