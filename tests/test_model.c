@@ -615,6 +615,60 @@ START_TEST(test_batchnorm_fused_activations)
 }
 END_TEST
 
+/* The fused model against the same layers kept apart (twins), on N samples
+ * x of shape in in micro-batches of micro: two training steps (the second
+ * with new weights) with the same bits in loss, gradients and statistics,
+ * then the same predictions. what names the case in messages. */
+enum { TWIN_N = 5 };
+static void expect_twins_alike(const char *fused, const char *apart, SfShape in,
+                               const float *x, int micro, const char *what)
+{
+    enum { N = TWIN_N };
+    SfModel *m, *m2;
+    twins(fused, apart, in, N, &m, &m2);
+    int32_t y[N];
+    int64_t ids[N];
+    for (int i = 0; i < N; i++) {
+        y[i] = i % 4;
+        ids[i] = i;
+    }
+    SfTargets t = {y, NULL};
+    SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL, 0};
+    for (int step = 0; step < 2; step++) { /* the second with new weights */
+        twin_copy(m, m2);
+        SfLossSums l1 = sf_model_train_share(m, x, N, micro, micro < N, t, &pass, NULL);
+        SfLossSums l2 = sf_model_train_share(m2, x, N, micro, micro < N, t, &pass, NULL);
+        ck_assert_msg(l1.loss == l2.loss, "%s micro %d: loss %g fused, %g apart", what,
+                      micro, l1.loss, l2.loss);
+        const float *g1 = sf_model_grads(m), *g2 = sf_model_grads(m2);
+        for (int64_t i = 0; i < sf_model_nparams(m); i++)
+            ck_assert_msg(g1[i] == g2[i], "%s micro %d: gradient %lld %g fused, %g apart",
+                          what, micro, (long long)i, g1[i], g2[i]);
+        const float *p1 = sf_model_params(m), *p2 = sf_model_params(m2);
+        for (int64_t i = sf_model_nparams(m); i < sf_model_nstate(m); i++)
+            ck_assert_msg(p1[i] == p2[i], "%s: statistic %lld differs", what, (long long)i);
+        float *p = sf_model_params(m);
+        for (int64_t i = 0; i < sf_model_nparams(m); i++)
+            p[i] -= 0.5f * g1[i];
+    }
+    twin_copy(m, m2);
+    const float *o1 = sf_model_predict(m, x, N), *o2 = sf_model_predict(m2, x, N);
+    for (int i = 0; i < N * 4; i++)
+        ck_assert_msg(o1[i] == o2[i], "%s: prediction %d %g fused, %g apart", what, i,
+                      o1[i], o2[i]);
+    sf_model_free(m);
+    sf_model_free(m2);
+}
+
+/* n values of -1, 0 and 1 drawn with key (malloc'd): ties before a relu too. */
+static float *few_values(int64_t n, uint64_t key)
+{
+    float *x = malloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)(int)(3.0 * sf_rng_uniform(key, (uint64_t)i)) - 1.0f;
+    return x;
+}
+
 /* A batchnorm runs the relu and the max pooling after it in its own passes
  * (layer.h's takes_planes, forward_plane, backward_plane), and takes its
  * statistics from the conv before it sample by sample (take_rows): the
@@ -638,61 +692,21 @@ START_TEST(test_batchnorm_fused_pooling)
         {"maxpool:3", {2, 7, 8}},   /* tiled, k 3 */
         {"maxpool:3:2", {2, 7, 6}}, /* overlapping windows */
     };
-    enum { N = 5 };
+    enum { N = TWIN_N };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
         for (int micro = N; micro >= 2; micro -= 3) {
             const SfShape in = cases[k].in;
-            const int64_t d = sf_shape_size(in);
             char fused[128], apart[128];
             snprintf(fused, sizeof fused, "conv:3:3:1:1 batchnorm relu %s flatten "
                      "dense:4", cases[k].pool);
             snprintf(apart, sizeof apart, "conv:3:3:1:1 avgpool:1 batchnorm relu avgpool:1 %s "
                      "flatten dense:4", cases[k].pool);
-            SfModel *m, *m2;
-            twins(fused, apart, in, N, &m, &m2);
-            float *x = malloc((size_t)(N * d) * sizeof *x);
-            int32_t y[N];
-            int64_t ids[N];
-            uint64_t key = sf_rng_key(8, 1, k);
-            for (int64_t i = 0; i < N * d; i++) /* a few values: ties before relu too */
-                x[i] = (float)(int)(3.0 * sf_rng_uniform(key, (uint64_t)i)) - 1.0f;
-            for (int i = 0; i < N; i++) {
-                y[i] = i % 4;
-                ids[i] = i;
-            }
-            SfTargets t = {y, NULL};
-            SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL, 0};
-            for (int step = 0; step < 2; step++) { /* the second with new weights */
-                twin_copy(m, m2);
-                SfLossSums l1 = sf_model_train_share(m, x, N, micro, micro < N, t,
-                                                     &pass, NULL);
-                SfLossSums l2 = sf_model_train_share(m2, x, N, micro, micro < N, t,
-                                                     &pass, NULL);
-                ck_assert_msg(l1.loss == l2.loss, "%s %s micro %d: loss %g fused, %g "
-                              "apart", cases[k].pool, sf_shape_str(in, (char[64]){0}, 64),
-                              micro, l1.loss, l2.loss);
-                const float *g1 = sf_model_grads(m), *g2 = sf_model_grads(m2);
-                for (int64_t i = 0; i < sf_model_nparams(m); i++)
-                    ck_assert_msg(g1[i] == g2[i], "%s micro %d: gradient %lld %g fused, "
-                                  "%g apart", cases[k].pool, micro, (long long)i, g1[i],
-                                  g2[i]);
-                const float *p1 = sf_model_params(m), *p2 = sf_model_params(m2);
-                for (int64_t i = sf_model_nparams(m); i < sf_model_nstate(m); i++)
-                    ck_assert_msg(p1[i] == p2[i], "%s: statistic %lld differs",
-                                  cases[k].pool, (long long)i);
-                float *p = sf_model_params(m);
-                for (int64_t i = 0; i < sf_model_nparams(m); i++)
-                    p[i] -= 0.5f * g1[i];
-            }
-            memcpy(sf_model_params(m2), sf_model_params(m),
-                   (size_t)sf_model_nstate(m) * sizeof(float));
-            const float *o1 = sf_model_predict(m, x, N), *o2 = sf_model_predict(m2, x, N);
-            for (int i = 0; i < N * 4; i++)
-                ck_assert_msg(o1[i] == o2[i], "%s: prediction %d %g fused, %g apart",
-                              cases[k].pool, i, o1[i], o2[i]);
+            float *x = few_values(N * sf_shape_size(in), sf_rng_key(8, 1, k));
+            char what[96];
+            snprintf(what, sizeof what, "%s %s", cases[k].pool,
+                     sf_shape_str(in, (char[64]){0}, 64));
+            expect_twins_alike(fused, apart, in, x, micro, what);
             free(x);
-            sf_model_free(m);
-            sf_model_free(m2);
         }
 }
 END_TEST
@@ -722,7 +736,7 @@ START_TEST(test_relu_into_pooling)
         {NULL, "maxpool:2", {2, 4, 16}},
         {NULL, "maxpool:3:2", {1, 7, 7}},
     };
-    enum { N = 5 };
+    enum { N = TWIN_N };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
         for (int micro = N; micro >= 2; micro -= 3) {
             const SfShape in = cases[k].in;
@@ -733,48 +747,14 @@ START_TEST(test_relu_into_pooling)
                      cases[k].pool);
             snprintf(apart, sizeof apart, "%s relu avgpool:1 %s flatten dense:4", head,
                      cases[k].pool);
-            SfModel *m, *m2;
-            twins(fused, apart, in, N, &m, &m2);
-            float *x = malloc((size_t)(N * d) * sizeof *x);
-            int32_t y[N];
-            int64_t ids[N];
-            uint64_t key = sf_rng_key(8, 2, k);
-            for (int64_t i = 0; i < N * d; i++) /* a few values: ties before relu too */
-                x[i] = (float)(int)(3.0 * sf_rng_uniform(key, (uint64_t)i)) - 1.0f;
+            float *x = few_values(N * d, sf_rng_key(8, 2, k));
             if (!cases[k].head)
                 for (int64_t i = 0; i < N * d; i += 7)
                     x[i] = i % 2 ? NAN : -INFINITY; /* both 0 after the relu */
-            for (int i = 0; i < N; i++) {
-                y[i] = i % 4;
-                ids[i] = i;
-            }
-            SfTargets t = {y, NULL};
-            SfPass pass = {1, 1, 0, ids, NULL, NULL, NULL, 0};
-            for (int step = 0; step < 2; step++) { /* the second with new weights */
-                twin_copy(m, m2);
-                SfLossSums l1 = sf_model_train_share(m, x, N, micro, micro < N, t,
-                                                     &pass, NULL);
-                SfLossSums l2 = sf_model_train_share(m2, x, N, micro, micro < N, t,
-                                                     &pass, NULL);
-                ck_assert_msg(l1.loss == l2.loss, "%s %s micro %d: loss %g fused, %g "
-                              "apart", head, cases[k].pool, micro, l1.loss, l2.loss);
-                const float *g1 = sf_model_grads(m), *g2 = sf_model_grads(m2);
-                for (int64_t i = 0; i < sf_model_nparams(m); i++)
-                    ck_assert_msg(g1[i] == g2[i], "%s %s micro %d: gradient %lld %g "
-                                  "fused, %g apart", head, cases[k].pool, micro,
-                                  (long long)i, g1[i], g2[i]);
-                float *p = sf_model_params(m);
-                for (int64_t i = 0; i < sf_model_nparams(m); i++)
-                    p[i] -= 0.5f * g1[i];
-            }
-            twin_copy(m, m2);
-            const float *o1 = sf_model_predict(m, x, N), *o2 = sf_model_predict(m2, x, N);
-            for (int i = 0; i < N * 4; i++)
-                ck_assert_msg(o1[i] == o2[i], "%s %s: prediction %d %g fused, %g apart",
-                              head, cases[k].pool, i, o1[i], o2[i]);
+            char what[96];
+            snprintf(what, sizeof what, "%s %s", head, cases[k].pool);
+            expect_twins_alike(fused, apart, in, x, micro, what);
             free(x);
-            sf_model_free(m);
-            sf_model_free(m2);
         }
 }
 END_TEST
